@@ -1,0 +1,38 @@
+//! `san-spi-core` — the portable, sans-IO protocol core of a Windows Sockets Direct SAN
+//! service provider.
+//!
+//! Everything in a SAN provider that is not hardware and not Win32 lives here and is tested
+//! on any OS: the `WSPIoctl` control-code encoding ([`ioctl`]), the extension-function GUIDs
+//! ([`guid`]), the Winsock error codes ([`error`]), the `SOCKET_ADDRESS_LIST` returned by
+//! `SIO_ADDRESS_LIST_QUERY` ([`addr`]) and the `QOS` structures ([`qos`]), each for the
+//! 32- and 64-bit Windows layouts from any host.
+//!
+//! The crate does no I/O, starts no threads and contains no `unsafe` code. Caller memory is
+//! handled as byte slices together with the caller's base address, so self-pointing
+//! structures are emitted exactly as the caller will read them.
+//!
+//! ```
+//! use san_spi_core::addr::{SocketAddressListRepr, Width};
+//! use san_spi_core::ioctl::{IoctlCode, SIO_ADDRESS_LIST_QUERY};
+//!
+//! let code = IoctlCode::from_raw(0x4800_0016);
+//! assert_eq!(code, SIO_ADDRESS_LIST_QUERY);
+//! let addrs = ["10.0.0.7:0".parse().unwrap()];
+//! let list = SocketAddressListRepr { addresses: &addrs[..] };
+//! assert_eq!(list.buffer_len(Width::W64), 8 + 16 + 16);
+//! ```
+//!
+//! # References
+//!
+//! The `WSPIoctl` page of the Windows Sockets SPI extensions for SANs, and the public headers
+//! `winsock2.h`, `ws2def.h`, `ws2ipdef.h`, `qos.h`, `ws2spi.h` and `ws2san.h`.
+
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod error;
+pub mod guid;
+pub mod ioctl;
+pub mod qos;
+
+pub use error::WsaError;
