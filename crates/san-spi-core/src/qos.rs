@@ -285,13 +285,15 @@ impl FlowSpec {
             return Err(QosError::ServiceType(self.service_type));
         }
         let given = |v: u32| v != QOS_NOT_SPECIFIED;
-        if given(self.token_rate) && given(self.peak_bandwidth) && self.peak_bandwidth != 0 {
-            if self.peak_bandwidth < self.token_rate {
-                return Err(QosError::PeakBelowRate {
-                    rate: self.token_rate,
-                    peak: self.peak_bandwidth,
-                });
-            }
+        if given(self.token_rate)
+            && given(self.peak_bandwidth)
+            && self.peak_bandwidth != 0
+            && self.peak_bandwidth < self.token_rate
+        {
+            return Err(QosError::PeakBelowRate {
+                rate: self.token_rate,
+                peak: self.peak_bandwidth,
+            });
         }
         if given(self.minimum_policed_size)
             && given(self.max_sdu_size)
