@@ -692,8 +692,8 @@ mod tests {
                 latency: a[3],
                 delay_variation: a[4],
                 service_type: s as u32,
-                max_sdu_size: QOS_NOT_SPECIFIED.min(b[0] | 1).max(b[1]),
-                minimum_policed_size: QOS_NOT_SPECIFIED,
+                max_sdu_size: b[0],
+                minimum_policed_size: b[1].min(b[0]),
             })
     }
 

@@ -278,7 +278,7 @@ fn test_sockaddr_outside_buffer() {
         ));
         // Unknown family.
         let mut fam = bytes.to_vec();
-        let at = (list_first_sockaddr(width)) as usize;
+        let at = list_first_sockaddr(width);
         fam[at] = 10;
         assert!(matches!(
             SocketAddressList::new_checked(&fam[..], width, BASE),
