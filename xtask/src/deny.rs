@@ -1,0 +1,191 @@
+//! Step `deny`: `cargo deny check` (advisories, bans, licenses, sources; see `deny.toml`).
+//!
+//! The RustSec advisory database is a git repository that cargo-deny clones into
+//! `$CARGO_HOME/advisory-dbs/advisory-db-<hash>`. Where it cannot be fetched (no network
+//! but the package registries), a local git mirror is cloned into that very directory
+//! instead — from `$SAN_SPI_ADVISORY_DB`, else [`DEFAULT_MIRROR`] — with the mirror as
+//! its `origin`, so that cargo-deny's own fetches update from the mirror from then on.
+//! If there is no database at all, the other three checks still run and a loud warning
+//! says advisories were NOT checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util;
+
+/// Env var naming a git mirror (bare or not) of the RustSec advisory-db.
+pub const MIRROR_ENV: &str = "SAN_SPI_ADVISORY_DB";
+/// Where this workplace keeps such a mirror.
+pub const DEFAULT_MIRROR: &str = "/work/.mirror/rustsec+advisory-db/repo";
+/// The directory name cargo-deny uses for the default database URL, used only if its
+/// error message does not name the directory.
+const DEFAULT_DB_DIR_NAME: &str = "advisory-db-3157b0e258782691";
+
+/// Runs the deny step. Returns warnings for the CI summary (e.g. advisories skipped).
+pub fn run() -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    let db = ensure_db()?;
+    match db {
+        Db::Fetched => util::run(util::cargo_cmd().args(["deny", "check"])).map(|()| warnings),
+        Db::Local(dir) => {
+            println!("deny: using the advisory-db at {} as is", dir.display());
+            // --offline also stops cargo metadata from downloading: fetch crates first.
+            if let Err(e) = util::run(util::cargo_cmd().arg("fetch")) {
+                println!("deny: note: {e}; continuing offline");
+            }
+            util::run(util::cargo_cmd().args(["deny", "--offline", "check"])).map(|()| warnings)
+        }
+        Db::None(why) => {
+            let w = format!("WARNING: advisories NOT checked: {why}");
+            println!();
+            println!("{}", "!".repeat(78));
+            println!("{w}");
+            println!("{}", "!".repeat(78));
+            println!();
+            warnings.push(w);
+            util::run(util::cargo_cmd().args(["deny", "check", "bans", "licenses", "sources"]))
+                .map(|()| warnings)
+        }
+    }
+}
+
+enum Db {
+    /// `cargo deny fetch db` succeeded.
+    Fetched,
+    /// A database is in place but cannot be updated.
+    Local(PathBuf),
+    /// No database: why.
+    None(String),
+}
+
+fn ensure_db() -> Result<Db, String> {
+    let (ok, out, err) = util::run_tee(util::cargo_cmd().args(["deny", "fetch", "db"]))?;
+    if ok {
+        return Ok(Db::Fetched);
+    }
+    let text = format!("{out}\n{err}");
+    let db_dir = db_dir_from_error(&text).unwrap_or_else(default_db_dir);
+    println!(
+        "deny: cannot fetch the advisory-db; cargo-deny expects it at {}",
+        db_dir.display()
+    );
+
+    let mirror = std::env::var_os(MIRROR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MIRROR));
+    if !mirror.exists() {
+        return Ok(if is_db(&db_dir) {
+            Db::Local(db_dir)
+        } else {
+            Db::None(format!(
+                "the RustSec advisory-db cannot be fetched and no mirror exists at {} \
+                 (set {MIRROR_ENV} to a git mirror of it)",
+                mirror.display()
+            ))
+        });
+    }
+    println!("deny: cloning the mirror {} into it", mirror.display());
+    if let Err(e) = clone_mirror(&mirror, &db_dir) {
+        return Ok(if is_db(&db_dir) {
+            println!("deny: {e}; keeping the existing database");
+            Db::Local(db_dir)
+        } else {
+            Db::None(format!(
+                "cloning the mirror {} failed: {e}",
+                mirror.display()
+            ))
+        });
+    }
+    // With the mirror as origin, cargo-deny's own fetch now normally works.
+    let (ok, _, _) = util::run_tee(util::cargo_cmd().args(["deny", "fetch", "db"]))?;
+    Ok(if ok { Db::Fetched } else { Db::Local(db_dir) })
+}
+
+/// Clones `mirror` into `dir` (replacing whatever is there), newest commit only.
+fn clone_mirror(mirror: &Path, dir: &Path) -> Result<(), String> {
+    let tmp = dir.with_extension("xtask-tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+    }
+    let url = format!("file://{}", mirror.display());
+    let cloned = util::succeeds(
+        Command::new("git")
+            .args(["clone", "--quiet", "--depth", "1", "--branch", "main", &url])
+            .arg(&tmp),
+    ) || {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // A mirror without `main`: take its HEAD.
+        util::succeeds(
+            Command::new("git")
+                .args(["clone", "--quiet", "--depth", "1", &url])
+                .arg(&tmp),
+        )
+    };
+    if !cloned || !is_db(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("`git clone {url}` failed or is not an advisory-db"));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(|e| format!("rename to {}: {e}", dir.display()))?;
+    let head =
+        util::output(
+            Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["log", "-1", "--format=%h %cs"]),
+        )
+        .unwrap_or_default();
+    println!(
+        "deny: advisory-db at {} is commit {}",
+        dir.display(),
+        head.trim()
+    );
+    Ok(())
+}
+
+/// A checked-out advisory-db has a `crates/` directory of advisories.
+fn is_db(dir: &Path) -> bool {
+    dir.join("crates").is_dir()
+}
+
+/// cargo-deny's error names the target directory, e.g.
+/// `... "/root/.cargo/advisory-dbs/advisory-db-3157b0e258782691"]`.
+fn db_dir_from_error(text: &str) -> Option<PathBuf> {
+    text.split(|c: char| c.is_whitespace() || "\"'`,[]()".contains(c))
+        .find(|tok| {
+            tok.starts_with('/')
+                && Path::new(tok)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("advisory-db-"))
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .map(PathBuf::from)
+}
+
+fn default_db_dir() -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"));
+    cargo_home.join("advisory-dbs").join(DEFAULT_DB_DIR_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_db_dir_in_cargo_deny_error() {
+        let err = r#"2026-11-24 20:11:08 [ERROR] failed to fetch database: failed to fetch advisory database https://example.invalid/advisory-db with cli: failed to clone: ["clone", "--depth=1", "--branch", "main", "https://example.invalid/advisory-db", "/root/.cargo/advisory-dbs/advisory-db-3157b0e258782691"]
+Cloning into '/root/.cargo/advisory-dbs/advisory-db-3157b0e258782691'..."#;
+        assert_eq!(
+            db_dir_from_error(err),
+            Some(PathBuf::from(
+                "/root/.cargo/advisory-dbs/advisory-db-3157b0e258782691"
+            ))
+        );
+        assert_eq!(db_dir_from_error("no path here advisory-db-zz"), None);
+    }
+}
