@@ -169,6 +169,20 @@ mod tests {
         3, 0, 0, 0, // scope id 3
     ];
 
+    /// R-ADDR-4: IPv6 addresses are `AF_INET6` (23) `SOCKADDR_IN6` of 28 bytes, IPv4 ones
+    /// `AF_INET` (2) `SOCKADDR_IN` of 16 bytes.
+    #[test]
+    fn r_addr_4_families_and_lengths() {
+        let v4: SocketAddr = "192.0.2.1:0".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:0".parse().unwrap();
+        assert_eq!((len(&v4), len(&v6)), (16, 28));
+        let mut b = [0u8; 28];
+        emit(&v4, &mut b).unwrap();
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), 2);
+        emit(&v6, &mut b).unwrap();
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), 23);
+    }
+
     #[test]
     fn sockaddr_in6_parse_and_emit() {
         let a = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 443, 5, 3));

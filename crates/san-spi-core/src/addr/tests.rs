@@ -129,7 +129,7 @@ fn r_addr_1_size_has_no_slack() {
 /// 0..8, a short buffer gets the exact required size and is left untouched; a large enough
 /// one gets identical bytes, with the pointers following the base.
 #[test]
-fn r_addr_3_emit_matrix_lengths_and_alignments() {
+fn r_addr_2_r_addr_3_emit_matrix_lengths_and_alignments() {
     let addrs = fixture_addrs();
     let repr = SocketAddressListRepr {
         addresses: &addrs[..],
