@@ -24,11 +24,18 @@ const DEFAULT_DB_DIR_NAME: &str = "advisory-db-3157b0e258782691";
 /// Runs the deny step. Returns warnings for the CI summary (e.g. advisories skipped).
 pub fn run() -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
-    let db = ensure_db()?;
+    let db = ensure_db(&mut warnings)?;
     match db {
         Db::Fetched => util::run(util::cargo_cmd().args(["deny", "check"])).map(|()| warnings),
         Db::Local(dir) => {
-            println!("deny: using the advisory-db at {} as is", dir.display());
+            let w = format!(
+                "NOTE: advisories checked against a local advisory-db that could not be \
+                 updated: {} (commit {})",
+                dir.display(),
+                db_commit(&dir)
+            );
+            println!("deny: {w}");
+            warnings.push(w);
             // --offline also stops cargo metadata from downloading: fetch crates first.
             if let Err(e) = util::run(util::cargo_cmd().arg("fetch")) {
                 println!("deny: note: {e}; continuing offline");
@@ -58,7 +65,7 @@ enum Db {
     None(String),
 }
 
-fn ensure_db() -> Result<Db, String> {
+fn ensure_db(notes: &mut Vec<String>) -> Result<Db, String> {
     let (ok, out, err) = util::run_tee(util::cargo_cmd().args(["deny", "fetch", "db"]))?;
     if ok {
         return Ok(Db::Fetched);
@@ -96,6 +103,11 @@ fn ensure_db() -> Result<Db, String> {
             ))
         });
     }
+    notes.push(format!(
+        "NOTE: advisory-db taken from the local mirror {} (commit {})",
+        mirror.display(),
+        db_commit(&db_dir)
+    ));
     // With the mirror as origin, cargo-deny's own fetch now normally works.
     let (ok, _, _) = util::run_tee(util::cargo_cmd().args(["deny", "fetch", "db"]))?;
     Ok(if ok { Db::Fetched } else { Db::Local(db_dir) })
@@ -128,20 +140,24 @@ fn clone_mirror(mirror: &Path, dir: &Path) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&tmp, dir).map_err(|e| format!("rename to {}: {e}", dir.display()))?;
-    let head =
-        util::output(
-            Command::new("git")
-                .arg("-C")
-                .arg(dir)
-                .args(["log", "-1", "--format=%h %cs"]),
-        )
-        .unwrap_or_default();
     println!(
         "deny: advisory-db at {} is commit {}",
         dir.display(),
-        head.trim()
+        db_commit(dir)
     );
     Ok(())
+}
+
+/// `abbrev-hash of date` of a database checkout, for messages.
+fn db_commit(dir: &Path) -> String {
+    util::output(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["log", "-1", "--format=%h of %cs"]),
+    )
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_else(|| "unknown".into())
 }
 
 /// A checked-out advisory-db has a `crates/` directory of advisories.
