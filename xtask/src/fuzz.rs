@@ -1,9 +1,11 @@
-//! `cargo xtask fuzz`: cargo-fuzz (nightly) on the targets in `fuzz/`.
+//! `cargo xtask fuzz`: cargo-fuzz on the targets in `fuzz/`, with the nightly toolchain
+//! (or, where there is none, the default one with `RUSTC_BOOTSTRAP=1`).
 //!
 //! `--smoke` builds every target once and runs each for a bounded time; a crash (or a
 //! build failure) fails it. Corpora and crash artifacts stay under `fuzz/` (git-ignored).
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use crate::util;
 
@@ -53,17 +55,35 @@ pub fn smoke_seconds() -> u64 {
         .unwrap_or(DEFAULT_SMOKE_SECONDS)
 }
 
+/// Whether rustup has a nightly toolchain.
+pub fn have_nightly() -> bool {
+    static NIGHTLY: OnceLock<bool> = OnceLock::new();
+    *NIGHTLY.get_or_init(|| {
+        util::output(Command::new("rustup").args(["toolchain", "list"]))
+            .is_some_and(|list| list.lines().any(|l| l.starts_with("nightly")))
+    })
+}
+
 /// `cargo +nightly fuzz <sub> --fuzz-dir fuzz`, run from the workspace root.
+///
+/// Without a nightly toolchain (a new machine has only rustup's one toolchain and cannot
+/// download another), the default toolchain is used with `RUSTC_BOOTSTRAP=1`, which
+/// lets it accept the `-Z` flags cargo-fuzz passes (sanitizer, coverage).
 fn cargo_fuzz(sub: &str) -> Command {
     let mut cmd = util::rustup_cargo_cmd();
-    cmd.args(["+nightly", "fuzz", sub, "--fuzz-dir", "fuzz"]);
+    if have_nightly() {
+        cmd.arg("+nightly");
+    } else {
+        cmd.env("RUSTC_BOOTSTRAP", "1");
+    }
+    cmd.args(["fuzz", sub, "--fuzz-dir", "fuzz"]);
     cmd
 }
 
 /// The fuzz targets, from `cargo fuzz list`.
 fn targets() -> Result<Vec<String>, String> {
     let out = util::output(&mut cargo_fuzz("list"))
-        .ok_or("`cargo +nightly fuzz list --fuzz-dir fuzz` failed (is cargo-fuzz installed?)")?;
+        .ok_or("`cargo fuzz list --fuzz-dir fuzz` failed (is cargo-fuzz installed?)")?;
     Ok(out
         .lines()
         .map(str::trim)
@@ -74,6 +94,9 @@ fn targets() -> Result<Vec<String>, String> {
 
 /// Builds all targets, then runs each for `seconds`.
 pub fn smoke(seconds: u64) -> Result<(), String> {
+    if !have_nightly() {
+        println!("fuzz: NOTE: no nightly toolchain; using the default one with RUSTC_BOOTSTRAP=1");
+    }
     let targets = targets()?;
     if targets.is_empty() {
         return Err("no fuzz targets in fuzz/".into());
