@@ -33,6 +33,11 @@ pub mod addr;
 pub mod error;
 pub mod guid;
 pub mod ioctl;
+mod loom;
+pub mod overlapped;
 pub mod qos;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod upcall;
 
 pub use error::WsaError;

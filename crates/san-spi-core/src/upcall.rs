@@ -1,0 +1,102 @@
+//! `WPU*` — what a SAN provider asks of the Winsock switch, and the caller memory it writes.
+//!
+//! The core never calls Win32. The shim implements [`Upcalls`] over the switch's upcall
+//! table (`WPUQueueApc`) and `WS2_32!WPUCompleteOverlappedRequest`, and [`OverlappedMemory`]
+//! over the caller's `WSAOVERLAPPED` structures; tests use [`crate::testing::FakeSwitch`],
+//! which records every call and emulates what the switch does to the `WSAOVERLAPPED`.
+//!
+//! # Which `WSAOVERLAPPED` fields carry what
+//!
+//! The typical provider implementation described with `WPUCompleteOverlappedRequest`:
+//!
+//! | field | written by | holds |
+//! |---|---|---|
+//! | `Internal` | provider at start; switch (or provider, when no notification goes through the switch) at the end | [`WSS_OPERATION_IN_PROGRESS`] while pending, anything else once done |
+//! | `InternalHigh` | switch in `WPUCompleteOverlappedRequest`, or provider | bytes transferred; set before `Internal` changes |
+//! | `OffsetHigh` | provider, before completing | the Winsock error code (0 on success) |
+//! | `Offset` | provider, before completing | the operation's result flags |
+//! | `hEvent` | caller | event handle; low bit set = no completion port; `1` alone = no notification |
+//!
+//! `WSPGetOverlappedResult` reads `Internal`, then `InternalHigh`, `OffsetHigh`, `Offset`
+//! ([`crate::overlapped::get_overlapped_result`]).
+//!
+//! ```
+//! use san_spi_core::testing::FakeSwitch;
+//! use san_spi_core::upcall::{OverlappedMemory, Upcalls};
+//!
+//! let switch = FakeSwitch::new();
+//! switch.write_result(0x1000, 0, 0);
+//! switch.complete_overlapped(7, 0x1000, 0, 42).unwrap();
+//! assert_eq!(switch.read(0x1000).internal_high, 42);
+//! assert_eq!(switch.upcalls().len(), 1);
+//! ```
+
+use crate::WsaError;
+
+/// `WSS_OPERATION_IN_PROGRESS` — `Internal` of a pending request.
+pub const WSS_OPERATION_IN_PROGRESS: u64 = 0x103;
+
+/// `WSATHREADID` — the thread an APC must run in, copied by value (R-OVL-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ThreadId {
+    /// `ThreadHandle`.
+    pub thread_handle: u64,
+    /// `Reserved`.
+    pub reserved: u64,
+}
+
+/// The upcalls a provider makes to complete requests.
+///
+/// Implementations must be callable from any thread.
+pub trait Upcalls: Send + Sync {
+    /// `WPUCompleteOverlappedRequest(s, lpOverlapped, dwError, cbTransferred, &errno)`: notify
+    /// through the event and/or completion port the caller chose. The switch sets
+    /// `InternalHigh` to `bytes`, then `Internal` to a value other than
+    /// [`WSS_OPERATION_IN_PROGRESS`].
+    fn complete_overlapped(
+        &self,
+        socket: u64,
+        overlapped: u64,
+        error: u32,
+        bytes: u32,
+    ) -> Result<(), WsaError>;
+
+    /// `WPUQueueApc(lpThreadId, lpfnUserApc, dwContext, &errno)`: run the provider's own APC
+    /// function with `context` in `thread`. The APC function is the shim's; it passes
+    /// `context` to [`crate::overlapped::OperationTable::take_apc`] and calls the caller's
+    /// completion routine with what that returns.
+    fn queue_apc(&self, thread: &ThreadId, context: u64) -> Result<(), WsaError>;
+}
+
+/// The fields of a caller's `WSAOVERLAPPED` (addressed by the caller's pointer value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OverlappedFields {
+    /// `Internal`.
+    pub internal: u64,
+    /// `InternalHigh`.
+    pub internal_high: u64,
+    /// `Offset`.
+    pub offset: u32,
+    /// `OffsetHigh`.
+    pub offset_high: u32,
+}
+
+/// Access to the caller's `WSAOVERLAPPED` structures.
+///
+/// Implementations must be callable from any thread; a write of `Internal` must be a
+/// release store and the read in [`read`](OverlappedMemory::read) must load `Internal`
+/// with acquire before the other fields.
+pub trait OverlappedMemory: Send + Sync {
+    /// `Internal = WSS_OPERATION_IN_PROGRESS`, before the request can complete.
+    fn write_in_progress(&self, overlapped: u64);
+
+    /// `OffsetHigh = error; Offset = flags`, before the completion is published.
+    fn write_result(&self, overlapped: u64, error: u32, flags: u32);
+
+    /// `InternalHigh = bytes`, then `Internal = 0`: publishes a completion that does not go
+    /// through `WPUCompleteOverlappedRequest` (poll-only and APC modes).
+    fn write_done(&self, overlapped: u64, bytes: u32);
+
+    /// Reads the four fields.
+    fn read(&self, overlapped: u64) -> OverlappedFields;
+}
