@@ -5,10 +5,11 @@
 //! 2. `fmt` — `cargo fmt --all -- --check`;
 //! 3. `clippy` — `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 4. `test` — `cargo test --workspace --no-fail-fast` (unit, integration and doc tests),
-//!    counted into the closing `test summary: N passed, M failed` line;
-//! 5. `deny` — `cargo deny check` ([`crate::deny`]);
-//! 6. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
-//! 7. `msrv` — san-spi-core with rustc 1.63 ([`crate::msrv`]).
+//!    counted into the closing `summary: N passed, M failed` line;
+//! 5. `loom` — the loom models of san-spi-core (`--cfg loom`, release, own target dir);
+//! 6. `deny` — `cargo deny check` ([`crate::deny`]);
+//! 7. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
+//! 8. `msrv` — san-spi-core with rustc 1.63 ([`crate::msrv`]).
 //!
 //! To add a step, write a `fn(&mut Ctx) -> Result<(), String>` and list it in [`STEPS`].
 
@@ -79,6 +80,11 @@ const STEPS: &[Step] = &[
         name: "test",
         title: "cargo test (unit, integration, doc)",
         run: test_step,
+    },
+    Step {
+        name: "loom",
+        title: "loom models (--cfg loom)",
+        run: loom_step,
     },
     Step {
         name: "deny",
@@ -175,7 +181,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     if let Some(c) = ctx.tests {
         println!(
-            "test summary: {} passed, {} failed, {} skipped",
+            "summary: {} passed, {} failed, {} skipped",
             c.passed, c.failed, c.ignored
         );
     }
@@ -204,6 +210,30 @@ fn test_step(ctx: &mut Ctx) -> Result<(), String> {
     if counts.suites == 0 {
         return Err("cargo test ran no test binary (no `test result:` line)".into());
     }
+    Ok(())
+}
+
+/// The loom model tests: `RUSTFLAGS="--cfg loom" cargo test -p san-spi-core --release --lib loom`,
+/// in `target/loom` so the main build is not invalidated; counted with the other tests.
+fn loom_step(ctx: &mut Ctx) -> Result<(), String> {
+    let target = util::workspace_root().join("target/loom");
+    let (ok, out, _) = util::run_tee(
+        util::cargo_cmd()
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["test", "-p", "san-spi-core", "--release", "--lib", "loom"]),
+    )?;
+    let counts = count_tests(&out);
+    if !ok || counts.failed > 0 {
+        return Err(format!("loom models failed ({} failed)", counts.failed));
+    }
+    if counts.passed == 0 {
+        return Err("no loom model ran".into());
+    }
+    let total = ctx.tests.get_or_insert_with(TestCounts::default);
+    total.passed += counts.passed;
+    total.ignored += counts.ignored;
+    total.suites += counts.suites;
     Ok(())
 }
 

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod dispatch;
 pub mod error;
 pub mod guid;
 pub mod ioctl;
@@ -38,6 +39,7 @@ pub mod overlapped;
 pub mod qos;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod transport;
 pub mod upcall;
 
 pub use error::WsaError;

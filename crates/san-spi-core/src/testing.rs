@@ -56,6 +56,7 @@ struct Inner {
     memory: HashMap<u64, OverlappedFields>,
     upcalls: Vec<Upcall>,
     queued_apcs: HashMap<ThreadId, Vec<u64>>,
+    outputs: HashMap<u64, Vec<u8>>,
     refuse: Option<WsaError>,
 }
 
@@ -124,6 +125,11 @@ impl FakeSwitch {
         self.lock().refuse = error;
     }
 
+    /// The bytes written with [`OverlappedMemory::write_output`] at `address`, if any.
+    pub fn output_at(&self, address: u64) -> Option<Vec<u8>> {
+        self.lock().outputs.get(&address).cloned()
+    }
+
     /// Sets the fields of a `WSAOVERLAPPED` as a caller would before a call.
     pub fn set_fields(&self, overlapped: u64, fields: OverlappedFields) {
         self.lock().memory.insert(overlapped, fields);
@@ -189,11 +195,173 @@ impl OverlappedMemory for FakeSwitch {
         f.internal = 0;
     }
 
+    fn write_output(&self, address: u64, bytes: &[u8]) {
+        self.lock().outputs.insert(address, bytes.to_vec());
+    }
+
     fn read(&self, overlapped: u64) -> OverlappedFields {
         self.lock()
             .memory
             .get(&overlapped)
             .copied()
             .unwrap_or_default()
+    }
+}
+
+/// A scriptable transport for dispatcher tests: addresses, up/down, optional QoS that can
+/// be told to refuse or to be "not ready" a number of times, and vendor codes that echo.
+pub struct FakeTransport {
+    up: std::sync::atomic::AtomicBool,
+    addresses: Mutex<Vec<crate::transport::LocalAddress>>,
+    qos: Option<FakeQos>,
+}
+
+impl std::fmt::Debug for FakeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeTransport").finish()
+    }
+}
+
+/// The QoS side of [`FakeTransport`].
+#[derive(Default)]
+pub struct FakeQos {
+    per_socket: Mutex<HashMap<u64, crate::transport::OwnedQos>>,
+    not_ready: std::sync::atomic::AtomicUsize,
+    waits: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeTransport {
+    /// Up, with these addresses, without QoS.
+    pub fn new(addresses: Vec<crate::transport::LocalAddress>) -> FakeTransport {
+        FakeTransport {
+            up: std::sync::atomic::AtomicBool::new(true),
+            addresses: Mutex::new(addresses),
+            qos: None,
+        }
+    }
+
+    /// The same with QoS support.
+    pub fn with_qos(addresses: Vec<crate::transport::LocalAddress>) -> FakeTransport {
+        FakeTransport {
+            qos: Some(FakeQos::default()),
+            ..FakeTransport::new(addresses)
+        }
+    }
+
+    /// Takes the transport up or down.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Replaces the address list (an address change).
+    pub fn set_addresses(&self, addresses: Vec<crate::transport::LocalAddress>) {
+        *self.addresses.lock().unwrap_or_else(|e| e.into_inner()) = addresses;
+    }
+
+    /// The next `n` QoS calls answer "cannot finish now" (`WSAEWOULDBLOCK`).
+    ///
+    /// # Panics
+    ///
+    /// If the transport has no QoS.
+    pub fn qos_not_ready_for(&self, n: usize) {
+        self.qos
+            .as_ref()
+            .expect("FakeTransport::with_qos")
+            .not_ready
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How often a blocking caller waited for QoS progress.
+    pub fn qos_waits(&self) -> usize {
+        self.qos
+            .as_ref()
+            .map_or(0, |q| q.waits.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl FakeQos {
+    fn not_ready(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.not_ready
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+impl crate::transport::QosCapability for FakeQos {
+    fn get_qos(&self, socket: u64) -> Result<crate::transport::OwnedQos, WsaError> {
+        if self.not_ready() {
+            return Err(WsaError::WouldBlock);
+        }
+        Ok(self
+            .per_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&socket)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Guaranteed service cannot be honoured by this fake (`WSAEOPNOTSUPP`).
+    fn set_qos(&self, socket: u64, qos: &crate::qos::QosRepr<'_>) -> Result<(), WsaError> {
+        use crate::qos::ServiceType;
+        if self.not_ready() {
+            return Err(WsaError::WouldBlock);
+        }
+        if qos.sending.service() == Some(ServiceType::Guaranteed)
+            || qos.receiving.service() == Some(ServiceType::Guaranteed)
+        {
+            return Err(WsaError::OpNotSupp);
+        }
+        self.per_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(socket, crate::transport::OwnedQos::from_repr(qos));
+        Ok(())
+    }
+
+    fn wait(&self, _socket: u64) {
+        self.waits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl crate::transport::TransportControl for FakeTransport {
+    fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn local_addresses(&self) -> Result<Vec<crate::transport::LocalAddress>, WsaError> {
+        Ok(self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+
+    fn qos(&self) -> Option<&dyn crate::transport::QosCapability> {
+        self.qos
+            .as_ref()
+            .map(|q| q as &dyn crate::transport::QosCapability)
+    }
+
+    /// Copies the input to the output; an input of `b"reset"` fails with `WSAECONNRESET`
+    /// (which the dispatcher must turn into a `WSPIoctl` code).
+    fn vendor_ioctl(
+        &self,
+        _socket: u64,
+        _code: crate::ioctl::IoctlCode,
+        input: Option<&[u8]>,
+        output: Option<&mut [u8]>,
+    ) -> Result<crate::transport::VendorOutcome, WsaError> {
+        let input = input.unwrap_or(&[]);
+        if input == b"reset" {
+            return Err(WsaError::ConnReset);
+        }
+        let output = output.ok_or(WsaError::Fault)?;
+        let n = input.len().min(output.len());
+        output[..n].copy_from_slice(&input[..n]);
+        Ok(crate::transport::VendorOutcome {
+            bytes_returned: n as u32,
+        })
     }
 }

@@ -99,4 +99,10 @@ pub trait OverlappedMemory: Send + Sync {
 
     /// Reads the four fields.
     fn read(&self, overlapped: u64) -> OverlappedFields;
+
+    /// Copies `bytes` to the caller's output buffer at `address` for a request that
+    /// completes after its call returned. The overlapped contract keeps that buffer valid
+    /// until the completion is notified; the dispatcher never writes more than the
+    /// buffer length the call gave.
+    fn write_output(&self, address: u64, bytes: &[u8]);
 }
