@@ -8,7 +8,7 @@
 //! - `cargo xtask msrv` — build `san-spi-core` with Debian's rustc 1.63 (see [`msrv`]).
 //! - `cargo xtask deny` — `cargo deny check`, with the offline advisory-db fallback (see [`deny`]).
 //! - `cargo xtask install` — install missing tools only (see [`install`]).
-//! - `cargo xtask bench core` — run the core benchmark.
+//! - `cargo xtask bench core|overlapped` — run a core benchmark (ours and its baseline in one run).
 
 mod ci;
 mod deny;
@@ -108,11 +108,10 @@ fn bench(rest: &[String]) -> Result<(), String> {
         .join("crates/san-spi-core/benches")
         .join(format!("{name}.rs"));
     if !file.exists() {
-        println!(
-            "xtask bench: {} does not exist (yet); nothing to run",
+        return Err(format!(
+            "no bench `{name}` ({} does not exist); benches: core, overlapped",
             util::rel(&file)
-        );
-        return Ok(());
+        ));
     }
     let mut cmd = util::cargo_cmd();
     cmd.args(["bench", "-p", "san-spi-core", "--bench", name]);
