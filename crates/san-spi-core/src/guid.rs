@@ -194,6 +194,16 @@ impl fmt::Display for ExtensionFunction {
 }
 
 /// A name that is not one of the seven extension functions.
+///
+/// ```
+/// use san_spi_core::guid::{ExtensionFunction, UnknownExtensionFunction};
+///
+/// let err = "WSPFrobnicate".parse::<ExtensionFunction>().unwrap_err();
+/// assert_eq!(err, UnknownExtensionFunction("WSPFrobnicate".to_owned()));
+/// assert!(err.to_string().contains("is not a SAN extension function"));
+/// // Names are matched case-insensitively; surrounding blanks are trimmed.
+/// assert_eq!(" wsprdmaread ".parse(), Ok(ExtensionFunction::RdmaRead));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a SAN extension function; `san-spi guid list` shows the seven")]
 pub struct UnknownExtensionFunction(pub String);

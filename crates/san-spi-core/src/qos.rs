@@ -93,6 +93,17 @@ pub const fn qos_len(width: Width) -> usize {
 }
 
 /// `SERVICETYPE_*` — the service a flow spec asks for (the low bits of `ServiceType`).
+///
+/// ```
+/// use san_spi_core::qos::{FlowSpec, ServiceType, SERVICE_NO_QOS_SIGNALING};
+///
+/// assert_eq!(ServiceType::from_raw(3), Some(ServiceType::Guaranteed));
+/// assert_eq!(ServiceType::from_raw(7), None); // no SERVICETYPE_* has the value 7
+/// // `FlowSpec::service` ignores the SERVICE_NO_* flags in the high bits.
+/// let mut f = FlowSpec::best_effort(1_000);
+/// f.service_type = ServiceType::ControlledLoad as u32 | SERVICE_NO_QOS_SIGNALING;
+/// assert_eq!(f.service(), Some(ServiceType::ControlledLoad));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 #[non_exhaustive]
@@ -141,6 +152,18 @@ impl ServiceType {
 }
 
 /// Why a `QOS` or `FLOWSPEC` cannot be emitted, parsed or accepted.
+///
+/// ```
+/// use san_spi_core::qos::{FlowSpec, QosError};
+///
+/// let mut f = FlowSpec::best_effort(1_000);
+/// f.peak_bandwidth = 500;
+/// assert_eq!(f.validate(), Err(QosError::PeakBelowRate { rate: 1_000, peak: 500 }));
+/// f.peak_bandwidth = 2_000;
+/// f.service_type = 7;
+/// assert_eq!(f.validate(), Err(QosError::ServiceType(7)));
+/// assert!(QosError::ServiceType(7).to_string().starts_with("ServiceType 0x00000007"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QosError {

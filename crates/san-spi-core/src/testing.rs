@@ -29,6 +29,23 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// One recorded upcall.
+///
+/// ```
+/// use san_spi_core::testing::{FakeSwitch, Upcall};
+/// use san_spi_core::upcall::{ThreadId, Upcalls};
+///
+/// let switch = FakeSwitch::new();
+/// let thread = ThreadId { thread_handle: 0x44, reserved: 0 };
+/// switch.complete_overlapped(4, 0x1000, 0, 16).unwrap();
+/// switch.queue_apc(&thread, 9).unwrap();
+/// assert_eq!(
+///     switch.upcalls(),
+///     vec![
+///         Upcall::CompleteOverlapped { socket: 4, overlapped: 0x1000, error: 0, bytes: 16 },
+///         Upcall::QueueApc { thread, context: 9 },
+///     ]
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upcall {
     /// `WPUCompleteOverlappedRequest`.
@@ -61,6 +78,28 @@ struct Inner {
 }
 
 /// The recording fake switch. Thread-safe.
+///
+/// ```
+/// use san_spi_core::testing::FakeSwitch;
+/// use san_spi_core::upcall::{OverlappedMemory, ThreadId, Upcalls, WSS_OPERATION_IN_PROGRESS};
+/// use san_spi_core::WsaError;
+///
+/// let switch = FakeSwitch::new();
+/// switch.write_in_progress(0x2000);
+/// assert_eq!(switch.read(0x2000).internal, WSS_OPERATION_IN_PROGRESS);
+///
+/// // Like the real switch: `InternalHigh = bytes`, then `Internal` leaves "in progress".
+/// switch.complete_overlapped(9, 0x2000, 0, 128).unwrap();
+/// let f = switch.read(0x2000);
+/// assert_eq!((f.internal, f.internal_high), (0, 128));
+/// assert_eq!(switch.completions_of(0x2000), 1);
+///
+/// // A refused upcall is reported and not recorded.
+/// switch.refuse_upcalls(Some(WsaError::NoBufs));
+/// let thread = ThreadId { thread_handle: 0x44, reserved: 0 };
+/// assert_eq!(switch.queue_apc(&thread, 1), Err(WsaError::NoBufs));
+/// assert_eq!((switch.apcs_queued(), switch.queued_apcs(&thread)), (0, 0));
+/// ```
 #[derive(Default)]
 pub struct FakeSwitch {
     inner: Mutex<Inner>,
@@ -210,6 +249,27 @@ impl OverlappedMemory for FakeSwitch {
 
 /// A scriptable transport for dispatcher tests: addresses, up/down, optional QoS that can
 /// be told to refuse or to be "not ready" a number of times, and vendor codes that echo.
+///
+/// ```
+/// use san_spi_core::ioctl::{IoctlCode, IoctlFlags, IoctlType};
+/// use san_spi_core::testing::FakeTransport;
+/// use san_spi_core::transport::{LocalAddress, TransportControl};
+/// use san_spi_core::WsaError;
+///
+/// let nic = LocalAddress::new("192.0.2.10:0".parse().unwrap());
+/// let t = FakeTransport::new(vec![nic]);
+/// assert_eq!(t.local_addresses(), Ok(vec![nic]));
+/// assert!(t.is_up() && t.qos().is_none());
+/// t.set_up(false);
+/// assert!(!t.is_up());
+///
+/// // Vendor codes echo the input; `b"reset"` fails.
+/// let code = IoctlCode::new(IoctlFlags::IN | IoctlFlags::OUT, IoctlType::Vendor, 0x123, 1);
+/// let mut out = [0u8; 8];
+/// let r = t.vendor_ioctl(5, code, Some(b"ping"), Some(&mut out)).unwrap();
+/// assert_eq!((r.bytes_returned, &out[..4]), (4, &b"ping"[..]));
+/// assert_eq!(t.vendor_ioctl(5, code, Some(b"reset"), Some(&mut out)), Err(WsaError::ConnReset));
+/// ```
 pub struct FakeTransport {
     up: std::sync::atomic::AtomicBool,
     addresses: Mutex<Vec<crate::transport::LocalAddress>>,
@@ -223,6 +283,29 @@ impl std::fmt::Debug for FakeTransport {
 }
 
 /// The QoS side of [`FakeTransport`].
+///
+/// ```
+/// use san_spi_core::qos::{FlowSpec, QosRepr, ServiceType};
+/// use san_spi_core::testing::FakeTransport;
+/// use san_spi_core::transport::{QosCapability, TransportControl};
+/// use san_spi_core::WsaError;
+///
+/// let t = FakeTransport::with_qos(vec![]);
+/// let qos: &dyn QosCapability = t.qos().unwrap(); // the FakeQos
+/// let want = QosRepr { sending: FlowSpec::best_effort(1_000), receiving: FlowSpec::NULL, provider_specific: &[] };
+/// qos.set_qos(3, &want).unwrap();
+/// assert_eq!(qos.get_qos(3).unwrap().as_repr(), want);
+///
+/// // "Not ready" for the next call only.
+/// t.qos_not_ready_for(1);
+/// assert_eq!(qos.get_qos(3), Err(WsaError::WouldBlock));
+/// assert!(qos.get_qos(3).is_ok());
+///
+/// // Guaranteed service is refused.
+/// let mut guaranteed = want;
+/// guaranteed.sending.service_type = ServiceType::Guaranteed as u32;
+/// assert_eq!(qos.set_qos(3, &guaranteed), Err(WsaError::OpNotSupp));
+/// ```
 #[derive(Default)]
 pub struct FakeQos {
     per_socket: Mutex<HashMap<u64, crate::transport::OwnedQos>>,

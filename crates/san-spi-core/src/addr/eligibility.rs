@@ -18,6 +18,14 @@ use ipnet::Ipv6Net;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why an address is returned.
+///
+/// ```
+/// use san_spi_core::addr::eligibility::{classify, KeepReason, Verdict};
+///
+/// assert_eq!(classify("fd12:3456::1".parse().unwrap(), false), Verdict::Keep(KeepReason::UniqueLocal));
+/// assert_eq!(classify("192.0.2.7".parse().unwrap(), false), Verdict::Keep(KeepReason::Ipv4Unicast));
+/// assert_eq!(Verdict::Keep(KeepReason::LinkLocal).reason(), "IPv6 link-local unicast (fe80::/10)");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeepReason {
@@ -34,6 +42,14 @@ pub enum KeepReason {
 }
 
 /// Why an address is not returned.
+///
+/// ```
+/// use san_spi_core::addr::eligibility::{classify, DropReason, Verdict};
+///
+/// assert_eq!(classify("::ffff:192.0.2.1".parse().unwrap(), false), Verdict::Drop(DropReason::Ipv4Mapped));
+/// assert_eq!(classify("127.0.0.1".parse().unwrap(), false), Verdict::Drop(DropReason::Loopback));
+/// assert_eq!(classify("2001:db8::5efe:192.0.2.1".parse().unwrap(), false), Verdict::Drop(DropReason::Isatap));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DropReason {
@@ -60,6 +76,15 @@ pub enum DropReason {
 }
 
 /// Keep or drop, with the reason.
+///
+/// ```
+/// use san_spi_core::addr::eligibility::classify;
+///
+/// let v = classify("2002::1".parse().unwrap(), false);
+/// assert!(!v.is_keep());
+/// assert_eq!(v.to_string(), "drop 6to4 (2002::/16)");
+/// assert_eq!(classify("2001:db8::1".parse().unwrap(), false).to_string(), "keep IPv6 global unicast");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Returned by `SIO_ADDRESS_LIST_QUERY`.

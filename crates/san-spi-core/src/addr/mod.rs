@@ -185,6 +185,27 @@ pub mod field {
 }
 
 /// Why an address list cannot be emitted or parsed.
+///
+/// ```
+/// use san_spi_core::addr::{AddrError, SocketAddressList, SocketAddressListRepr, Width};
+/// use std::net::SocketAddr;
+///
+/// // iAddressCount = -1.
+/// let bytes = [0xFF; 8];
+/// assert_eq!(
+///     SocketAddressList::new_checked(&bytes[..], Width::W64, 0).unwrap_err(),
+///     AddrError::NegativeCount(-1)
+/// );
+///
+/// // A 28-byte list cannot start 16 bytes below the top of a 32-bit address space.
+/// let addrs: [SocketAddr; 1] = ["192.0.2.1:0".parse().unwrap()];
+/// let repr = SocketAddressListRepr { addresses: &addrs[..] };
+/// let mut buf = [0u8; 28];
+/// assert_eq!(
+///     repr.emit(&mut buf, Width::W32, 0xFFFF_FFF0),
+///     Err(AddrError::BaseOutOfRange { width: Width::W32, base: 0xFFFF_FFF0, len: 28 })
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AddrError {

@@ -49,6 +49,23 @@ pub mod field {
 }
 
 /// Why bytes are not a socket address, or a buffer cannot take one.
+///
+/// ```
+/// use san_spi_core::addr::sockaddr::{self, SockaddrError};
+/// use std::net::SocketAddr;
+///
+/// // AF_INET6 is 23 on Windows; Linux's 10 is not a family here.
+/// assert_eq!(sockaddr::parse(&[10, 0, 0, 0]), Err(SockaddrError::UnknownFamily(10)));
+/// assert_eq!(
+///     sockaddr::parse(&[2, 0, 0, 80]),
+///     Err(SockaddrError::Short { family: 2, needed: 16, len: 4 })
+/// );
+/// let v6: SocketAddr = "[2001:db8::1]:0".parse().unwrap();
+/// assert_eq!(
+///     sockaddr::emit(&v6, &mut [0u8; 16]),
+///     Err(SockaddrError::Short { family: 23, needed: 28, len: 16 })
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SockaddrError {

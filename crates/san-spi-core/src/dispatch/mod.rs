@@ -78,6 +78,32 @@ mod tests;
 pub const SOCKET_ERROR: i32 = -1;
 
 /// Settings of a dispatcher.
+///
+/// ```
+/// use san_spi_core::addr::Width;
+/// use san_spi_core::dispatch::{DispatchConfig, Dispatcher, IoctlRequest, IoctlReturn};
+/// use san_spi_core::ioctl::{IoctlCode, IoctlFlags, IoctlType};
+/// use san_spi_core::testing::{FakeSwitch, FakeTransport};
+/// use san_spi_core::WsaError;
+///
+/// let config = DispatchConfig { vendor: Some(0x123), ..DispatchConfig::new(Width::W64) };
+/// let d = Dispatcher::new(FakeTransport::new(vec![]), config);
+/// assert_eq!(d.operations().capacity(), 4096);
+/// d.open_socket(4).unwrap();
+/// let switch = FakeSwitch::new();
+/// let io = IoctlFlags::IN | IoctlFlags::OUT;
+/// let ours = IoctlCode::new(io, IoctlType::Vendor, 0x123, 1);
+/// let theirs = IoctlCode::new(io, IoctlType::Vendor, 0x456, 1);
+///
+/// // This provider's vendor codes reach the transport (the fake echoes the input) ...
+/// let mut out = [0u8; 4];
+/// let r = d.ioctl(IoctlRequest::new(4, ours).input(b"ping").output(&mut out, 0x1000), &switch);
+/// assert_eq!(r, IoctlReturn::Complete { bytes_returned: 4, extension: None });
+/// assert_eq!(&out, b"ping");
+/// // ... another vendor's are WSAEINVAL.
+/// let r = d.ioctl(IoctlRequest::new(4, theirs).input(b"ping").output(&mut out, 0x1000), &switch);
+/// assert_eq!(r.errno(), Some(WsaError::Inval));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DispatchConfig {
     /// The pointer width of the callers (the DLL's own width).
@@ -100,6 +126,26 @@ impl DispatchConfig {
 }
 
 /// The checked arguments of one `WSPIoctl` call.
+///
+/// ```
+/// use san_spi_core::addr::Width;
+/// use san_spi_core::dispatch::{DispatchConfig, Dispatcher, IoctlRequest, IoctlReturn};
+/// use san_spi_core::ioctl::SIO_ADDRESS_LIST_QUERY;
+/// use san_spi_core::testing::{FakeSwitch, FakeTransport};
+/// use san_spi_core::transport::LocalAddress;
+///
+/// let nic = LocalAddress::new("192.0.2.10:0".parse().unwrap());
+/// let d = Dispatcher::new(FakeTransport::new(vec![nic]), DispatchConfig::new(Width::W64));
+/// d.open_socket(5).unwrap();
+///
+/// let mut out = [0u8; 64];
+/// let req = IoctlRequest::new(5, SIO_ADDRESS_LIST_QUERY).output(&mut out, 0x1000);
+/// assert!(req.input.is_none() && req.has_bytes_returned && req.overlapped.is_none());
+/// let r = d.ioctl(req, &FakeSwitch::new());
+/// // One SOCKET_ADDRESS (16 bytes at x64) after the 8-byte header, then a 16-byte SOCKADDR_IN.
+/// assert_eq!(r, IoctlReturn::Complete { bytes_returned: 8 + 16 + 16, extension: None });
+/// assert_eq!(&out[..4], &[1, 0, 0, 0]); // iAddressCount
+/// ```
 #[derive(Debug)]
 pub struct IoctlRequest<'a> {
     /// `s`.
@@ -169,6 +215,30 @@ impl<'a> IoctlRequest<'a> {
 }
 
 /// What `WSPIoctl` returns (R-RET-2).
+///
+/// ```
+/// use san_spi_core::addr::Width;
+/// use san_spi_core::dispatch::{DispatchConfig, Dispatcher, IoctlRequest, IoctlReturn, SOCKET_ERROR};
+/// use san_spi_core::ioctl::SIO_ADDRESS_LIST_QUERY;
+/// use san_spi_core::testing::{FakeSwitch, FakeTransport};
+/// use san_spi_core::transport::LocalAddress;
+/// use san_spi_core::WsaError;
+///
+/// let nic = LocalAddress::new("192.0.2.10:0".parse().unwrap());
+/// let d = Dispatcher::new(FakeTransport::new(vec![nic]), DispatchConfig::new(Width::W64));
+/// let switch = FakeSwitch::new();
+/// d.open_socket(5).unwrap();
+///
+/// // A too-small buffer: WSAEFAULT, and the size required at *lpcbBytesReturned.
+/// let mut small = [0u8; 8];
+/// let r = d.ioctl(IoctlRequest::new(5, SIO_ADDRESS_LIST_QUERY).output(&mut small, 0x1000), &switch);
+/// assert_eq!(r, IoctlReturn::Error { error: WsaError::Fault, bytes_returned: Some(40) });
+/// assert_eq!((r.return_value(), r.errno()), (SOCKET_ERROR, Some(WsaError::Fault)));
+///
+/// // A descriptor that was never opened.
+/// let r = d.ioctl(IoctlRequest::new(99, SIO_ADDRESS_LIST_QUERY), &switch);
+/// assert_eq!(r.errno(), Some(WsaError::NotSock));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum IoctlReturn {
@@ -232,6 +302,35 @@ enum DeferredKind {
 }
 
 /// Answers `WSPIoctl` for every socket of a provider. Thread-safe.
+///
+/// ```
+/// use san_spi_core::addr::Width;
+/// use san_spi_core::dispatch::{DispatchConfig, Dispatcher, IoctlRequest};
+/// use san_spi_core::ioctl::SIO_SET_QOS;
+/// use san_spi_core::overlapped::OverlappedRequest;
+/// use san_spi_core::qos::{FlowSpec, QosRepr};
+/// use san_spi_core::testing::{FakeSwitch, FakeTransport};
+/// use san_spi_core::WsaError;
+///
+/// let d = Dispatcher::new(FakeTransport::with_qos(vec![]), DispatchConfig::new(Width::W64));
+/// let switch = FakeSwitch::new();
+/// d.open_socket(5).unwrap();
+/// let qos = QosRepr { sending: FlowSpec::best_effort(1_000_000), receiving: FlowSpec::NULL, provider_specific: &[] };
+/// let mut input = [0u8; 80];
+/// qos.emit(&mut input, Width::W64, 0x7000).unwrap();
+///
+/// // The transport cannot apply the QoS yet: the overlapped call is left pending.
+/// d.transport().qos_not_ready_for(1);
+/// let ov = OverlappedRequest { overlapped: 0x9000, event: 0x88, completion_routine: 0, thread_id: None };
+/// let r = d.ioctl(IoctlRequest::new(5, SIO_SET_QOS).input_at(&input, 0x7000).overlapped(ov), &switch);
+/// assert_eq!(r.errno(), Some(WsaError::IoPending));
+/// assert_eq!(switch.completions_of(0x9000), 0);
+///
+/// // Once the transport has made progress, the request completes and is notified once.
+/// assert_eq!(d.poll_deferred(&switch), 1);
+/// assert_eq!(switch.completions_of(0x9000), 1);
+/// assert_eq!(d.close_socket(5, &switch), Ok(0)); // nothing left to abort
+/// ```
 pub struct Dispatcher<T> {
     transport: T,
     config: DispatchConfig,

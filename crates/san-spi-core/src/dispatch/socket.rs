@@ -6,6 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Per-socket state the dispatcher consults.
+///
+/// ```
+/// use san_spi_core::dispatch::SocketTable;
+///
+/// let table = SocketTable::new();
+/// let state = table.insert(12).unwrap();
+/// assert_eq!(state.descriptor(), 12);
+/// assert!(!state.is_nonblocking() && !state.is_closed());
+/// // The state is shared: a change is seen by every later lookup.
+/// state.set_nonblocking(true);
+/// assert!(table.get(12).unwrap().is_nonblocking());
+/// ```
 #[derive(Debug)]
 pub struct SocketState {
     descriptor: u64,
@@ -51,6 +63,18 @@ const SHARDS: usize = 16;
 
 /// Descriptor → [`SocketState`], in 16 shards so lookups on different sockets do not
 /// contend.
+///
+/// ```
+/// use san_spi_core::dispatch::SocketTable;
+/// use san_spi_core::WsaError;
+///
+/// let table = SocketTable::new();
+/// table.insert(4).unwrap();
+/// assert_eq!(table.insert(4).unwrap_err(), WsaError::Inval); // already open
+/// assert!(table.get(4).is_some());
+/// assert_eq!(table.remove(4).map(|s| s.descriptor()), Some(4));
+/// assert!(table.get(4).is_none() && table.remove(4).is_none());
+/// ```
 #[derive(Debug)]
 pub struct SocketTable {
     shards: Vec<RwLock<HashMap<u64, Arc<SocketState>>>>,

@@ -59,6 +59,18 @@ mod loom_tests;
 mod tests;
 
 /// What a caller passed for an overlapped request.
+///
+/// ```
+/// use san_spi_core::overlapped::{CompletionMode, OverlappedRequest};
+/// use san_spi_core::WsaError;
+///
+/// // `hEvent` with its low bit set: signal the event, skip the completion port.
+/// let req = OverlappedRequest { overlapped: 0x5000, event: 0x89, completion_routine: 0, thread_id: None };
+/// assert_eq!(CompletionMode::of(&req), Ok(CompletionMode::EventNoPort));
+/// // A completion routine needs `lpThreadId`.
+/// let apc = OverlappedRequest { completion_routine: 0x7000, ..req };
+/// assert_eq!(CompletionMode::of(&apc), Err(WsaError::Fault));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverlappedRequest {
     /// `lpOverlapped`, the caller's address of its `WSAOVERLAPPED` (non-zero).
@@ -72,6 +84,19 @@ pub struct OverlappedRequest {
 }
 
 /// How the caller wants to hear of completion.
+///
+/// ```
+/// use san_spi_core::overlapped::{CompletionMode, OverlappedRequest};
+/// use san_spi_core::upcall::ThreadId;
+///
+/// assert_eq!(CompletionMode::of_optional(None), Ok(CompletionMode::Synchronous));
+/// let poll = OverlappedRequest { overlapped: 0x5000, event: 1, completion_routine: 0, thread_id: None };
+/// assert_eq!(CompletionMode::of(&poll), Ok(CompletionMode::PollOnly));
+/// // A completion routine wins over `hEvent`.
+/// let thread = ThreadId { thread_handle: 0x44, reserved: 0 };
+/// let apc = OverlappedRequest { completion_routine: 0x7000, thread_id: Some(thread), ..poll };
+/// assert_eq!(CompletionMode::of(&apc), Ok(CompletionMode::Apc(thread)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionMode {
     /// No `WSAOVERLAPPED`: the call itself returns the result.
@@ -160,6 +185,18 @@ impl fmt::Debug for Token {
 }
 
 /// The result of an operation.
+///
+/// ```
+/// use san_spi_core::overlapped::Outcome;
+/// use san_spi_core::WsaError;
+///
+/// assert_eq!(Outcome::ok(42), Outcome { error: 0, bytes: 42, flags: 0 });
+/// let aborted = Outcome::err(WsaError::OperationAborted);
+/// assert_eq!((aborted.error, aborted.bytes), (995, 0));
+/// // A partial message: MSG_PARTIAL (0x8000) in the flags.
+/// let partial = Outcome { flags: 0x8000, ..Outcome::ok(1500) };
+/// assert_eq!((partial.bytes, partial.flags), (1500, 0x8000));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     /// Winsock error code, 0 on success.
@@ -191,6 +228,19 @@ impl Outcome {
 }
 
 /// How a completion was delivered.
+///
+/// ```
+/// use san_spi_core::overlapped::{CompletionMode, Delivery, OperationTable, Outcome, OverlappedRequest};
+/// use san_spi_core::testing::FakeSwitch;
+///
+/// let switch = FakeSwitch::new();
+/// let table = OperationTable::with_capacity(4);
+/// // `hEvent == 1`: no notification at all, the caller polls.
+/// let req = OverlappedRequest { overlapped: 0x5000, event: 1, completion_routine: 0, thread_id: None };
+/// let token = table.post(3, &req, CompletionMode::of(&req).unwrap(), &switch).unwrap();
+/// assert_eq!(table.complete(token, Outcome::ok(8), &switch), Ok(Delivery::PollOnly));
+/// assert!(switch.upcalls().is_empty());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     /// Through `WPUCompleteOverlappedRequest`.
@@ -202,6 +252,22 @@ pub enum Delivery {
 }
 
 /// Why a completion did not happen.
+///
+/// ```
+/// use san_spi_core::overlapped::{CompleteError, CompletionMode, OperationTable, Outcome, OverlappedRequest};
+/// use san_spi_core::testing::FakeSwitch;
+/// use san_spi_core::WsaError;
+///
+/// let switch = FakeSwitch::new();
+/// let table = OperationTable::with_capacity(4);
+/// let req = OverlappedRequest { overlapped: 0x5000, event: 0, completion_routine: 0, thread_id: None };
+/// let token = table.post(3, &req, CompletionMode::Upcall, &switch).unwrap();
+/// switch.refuse_upcalls(Some(WsaError::NoBufs));
+/// assert_eq!(table.complete(token, Outcome::ok(8), &switch), Err(CompleteError::Upcall(WsaError::NoBufs)));
+/// // The operation is finished all the same: completing it again is stale.
+/// assert_eq!(table.complete(token, Outcome::ok(8), &switch), Err(CompleteError::Stale));
+/// assert_eq!(table.pending(), 0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CompleteError {
     /// The token names no pending operation: already completed, aborted, or forged.
@@ -213,6 +279,18 @@ pub enum CompleteError {
 }
 
 /// The table is full: every slot holds a pending operation (WSAENOBUFS).
+///
+/// ```
+/// use san_spi_core::overlapped::{CompletionMode, OperationTable, OverlappedRequest, TableFull};
+/// use san_spi_core::testing::FakeSwitch;
+///
+/// let switch = FakeSwitch::new();
+/// let table = OperationTable::with_capacity(2);
+/// let req = OverlappedRequest { overlapped: 0x5000, event: 0, completion_routine: 0, thread_id: None };
+/// table.post(1, &req, CompletionMode::Upcall, &switch).unwrap();
+/// table.post(1, &req, CompletionMode::Upcall, &switch).unwrap();
+/// assert_eq!(table.post(1, &req, CompletionMode::Upcall, &switch), Err(TableFull { capacity: 2 }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("all {capacity} overlapped operation slots are in use")]
 pub struct TableFull {
@@ -222,6 +300,26 @@ pub struct TableFull {
 
 /// What the provider's APC function needs to call the caller's completion routine
 /// `(dwError, cbTransferred, lpOverlapped, dwFlags = 0)` (R-OVL-5).
+///
+/// ```
+/// use san_spi_core::overlapped::{ApcCall, CompleteError, CompletionMode, OperationTable, Outcome, OverlappedRequest};
+/// use san_spi_core::testing::FakeSwitch;
+/// use san_spi_core::upcall::ThreadId;
+/// use san_spi_core::WsaError;
+///
+/// let switch = FakeSwitch::new();
+/// let table = OperationTable::with_capacity(4);
+/// let thread = ThreadId { thread_handle: 0x44, reserved: 0 };
+/// let req = OverlappedRequest { overlapped: 0x900, event: 0, completion_routine: 0x7000, thread_id: Some(thread) };
+/// let token = table.post(3, &req, CompletionMode::of(&req).unwrap(), &switch).unwrap();
+/// table.complete(token, Outcome::err(WsaError::ConnReset), &switch).unwrap();
+///
+/// // The provider's APC runs in `thread` with the token as its context.
+/// let context = switch.run_apcs(&thread)[0];
+/// let call = ApcCall { routine: 0x7000, error: 10054, bytes: 0, overlapped: 0x900 };
+/// assert_eq!(table.take_apc(context), Ok(call));
+/// assert_eq!(table.take_apc(context), Err(CompleteError::Stale)); // only once
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApcCall {
     /// `lpCompletionRoutine`.
@@ -235,6 +333,25 @@ pub struct ApcCall {
 }
 
 /// What `WSPGetOverlappedResult` reports.
+///
+/// ```
+/// use san_spi_core::overlapped::{
+///     get_overlapped_result, CompletionMode, OperationTable, Outcome, OverlappedRequest, OverlappedResult,
+/// };
+/// use san_spi_core::testing::FakeSwitch;
+///
+/// let switch = FakeSwitch::new();
+/// let table = OperationTable::with_capacity(4);
+/// let req = OverlappedRequest { overlapped: 0x5000, event: 1, completion_routine: 0, thread_id: None };
+/// let token = table.post(3, &req, CompletionMode::PollOnly, &switch).unwrap();
+/// assert_eq!(get_overlapped_result(&switch, 0x5000), OverlappedResult::Incomplete);
+///
+/// table.complete(token, Outcome { flags: 0x8000, ..Outcome::ok(1500) }, &switch).unwrap();
+/// assert_eq!(
+///     get_overlapped_result(&switch, 0x5000),
+///     OverlappedResult::Done { bytes: 1500, flags: 0x8000, error: 0 }
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverlappedResult {
     /// `Internal` is still `WSS_OPERATION_IN_PROGRESS`: `WSA_IO_INCOMPLETE` unless the caller waits.
@@ -323,6 +440,31 @@ impl Slot {
 /// The pending overlapped operations of a provider.
 ///
 /// Thread-safe: post, complete, abort and harvest from any thread. See the module docs.
+///
+/// ```
+/// use san_spi_core::overlapped::{
+///     get_overlapped_result, CompletionMode, OperationTable, OverlappedRequest, OverlappedResult,
+/// };
+/// use san_spi_core::testing::FakeSwitch;
+///
+/// let switch = FakeSwitch::new();
+/// let table = OperationTable::with_capacity(100);
+/// assert_eq!(table.capacity(), 128); // rounded up to a power of two
+/// let req = |overlapped| OverlappedRequest { overlapped, event: 0, completion_routine: 0, thread_id: None };
+/// let a = table.post(7, &req(0x1000), CompletionMode::Upcall, &switch).unwrap();
+/// table.post(7, &req(0x2000), CompletionMode::Upcall, &switch).unwrap();
+/// let c = table.post(8, &req(0x3000), CompletionMode::Upcall, &switch).unwrap();
+/// assert_eq!(table.pending(), 3);
+///
+/// // Closing socket 7 aborts its two requests with WSA_OPERATION_ABORTED, each notified once.
+/// assert_eq!(table.abort_socket(7, &switch), 2);
+/// assert!(!table.is_pending(a) && table.is_pending(c));
+/// assert_eq!(switch.completions_of(0x1000), 1);
+/// assert_eq!(
+///     get_overlapped_result(&switch, 0x2000),
+///     OverlappedResult::Done { bytes: 0, flags: 0, error: 995 }
+/// );
+/// ```
 pub struct OperationTable {
     slots: Box<[Slot]>,
     /// Free-list head: `tag << 32 | (index + 1)`, 0 in the low half when empty.
