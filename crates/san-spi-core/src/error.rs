@@ -89,6 +89,9 @@ wsa_errors! {
     /// `WSAENOTSOCK` — the descriptor is not a socket of this provider.
     NotSock = 10038, "WSAENOTSOCK",
         "the descriptor is not a socket of this provider (unknown or already closed)";
+    /// `WSAEMSGSIZE` — a message is larger than the buffer posted to receive it.
+    MsgSize = 10040, "WSAEMSGSIZE",
+        "a message is larger than the receive buffer posted for it; post larger receives";
     /// `WSAENOPROTOOPT` — the operation or feature is not supported by this provider.
     NoProtoOpt = 10042, "WSAENOPROTOOPT",
         "this provider does not support the feature (for example QoS)";

@@ -132,3 +132,346 @@ pub trait TransportControl: Send + Sync {
         Err(WsaError::Inval)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Data plane and memory.
+// ---------------------------------------------------------------------------------------
+
+bitflags::bitflags! {
+    /// `MEM_READ` / `MEM_WRITE` / `MEM_READWRITE` — access rights of a registration.
+    ///
+    /// For an RDMA registration they are the rights of the *peer*: `READ` lets it read the
+    /// region (`WSPRdmaRead`), `WRITE` lets it write (`WSPRdmaWrite`). For a local
+    /// registration, `READ` allows the region as a send / RDMA-write source and `WRITE` as a
+    /// receive / RDMA-read destination.
+    ///
+    /// ```
+    /// use san_spi_core::transport::MemAccess;
+    ///
+    /// assert_eq!(MemAccess::READ_WRITE.bits(), 3); // MEM_READWRITE
+    /// assert_eq!(MemAccess::from_bits(2), Some(MemAccess::WRITE));
+    /// assert_eq!(MemAccess::from_bits(4), None);
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct MemAccess: u32 {
+        /// `MEM_READ`.
+        const READ = 1;
+        /// `MEM_WRITE`.
+        const WRITE = 2;
+        /// `MEM_READWRITE`.
+        const READ_WRITE = 3;
+    }
+}
+
+/// A local registration (the `HANDLE` of `WSPRegisterMemory`); never 0.
+///
+/// ```
+/// use san_spi_core::transport::MemoryHandle;
+///
+/// assert!(MemoryHandle::new(0).is_none());
+/// assert_eq!(MemoryHandle::new(9).unwrap().raw(), 9);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemoryHandle(core::num::NonZeroU64);
+
+impl MemoryHandle {
+    /// The handle with this value, if non-zero.
+    pub fn new(raw: u64) -> Option<MemoryHandle> {
+        core::num::NonZeroU64::new(raw).map(MemoryHandle)
+    }
+
+    /// The value.
+    pub fn raw(self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// `WSABUFEX` — one piece of a scatter/gather list: `len` bytes at process address
+/// `addr`, inside the registration `handle`.
+///
+/// ```
+/// use san_spi_core::transport::{MemoryHandle, Sge};
+///
+/// let sge = Sge { handle: MemoryHandle::new(1).unwrap(), addr: 0x1000, len: 64 };
+/// assert_eq!(sge.end(), Some(0x1040));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sge {
+    /// `handle`.
+    pub handle: MemoryHandle,
+    /// `buf`, as a process address.
+    pub addr: u64,
+    /// `len`.
+    pub len: u32,
+}
+
+impl Sge {
+    /// One past the last byte, if it does not overflow.
+    pub fn end(&self) -> Option<u64> {
+        self.addr.checked_add(self.len as u64)
+    }
+}
+
+/// The peer's region an RDMA operation targets: its exported descriptor and an offset.
+///
+/// ```
+/// use san_spi_core::transport::RemoteTarget;
+///
+/// let t = RemoteTarget { descriptor: &[0u8; 32], offset: 128 };
+/// assert_eq!(t.offset, 128);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteTarget<'a> {
+    /// `lpTargetBufferDescriptor[..dwTargetDescriptorLength]`.
+    pub descriptor: &'a [u8],
+    /// `dwTargetBufferOffset`.
+    pub offset: u64,
+}
+
+/// What kind of operation a completion reports.
+///
+/// ```
+/// use san_spi_core::transport::Op;
+///
+/// assert_ne!(Op::Send, Op::Recv);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A send.
+    Send,
+    /// A receive.
+    Recv,
+    /// An RDMA write.
+    RdmaWrite,
+    /// An RDMA read.
+    RdmaRead,
+}
+
+/// A finished operation: the token it was posted with, passed through untouched, and its
+/// result (bytes transferred, or the error).
+///
+/// ```
+/// use san_spi_core::transport::{Completion, Op};
+/// use san_spi_core::WsaError;
+///
+/// let c = Completion { token: 7, op: Op::Recv, result: Err(WsaError::OperationAborted) };
+/// assert!(c.result.is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The token given when the operation was posted.
+    pub token: u64,
+    /// The operation.
+    pub op: Op,
+    /// Bytes transferred, or the error.
+    pub result: Result<u32, WsaError>,
+}
+
+impl Default for Completion {
+    fn default() -> Self {
+        Completion {
+            token: 0,
+            op: Op::Send,
+            result: Ok(0),
+        }
+    }
+}
+
+/// Why an operation could not be posted. Nothing was started, nothing will complete.
+///
+/// ```
+/// use san_spi_core::transport::PostError;
+/// use san_spi_core::WsaError;
+///
+/// assert_eq!(PostError::QueueFull.wsa(), WsaError::NoBufs);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostError {
+    /// The send or receive queue is full: retry after completions drain (back-pressure).
+    #[error("the queue is full; retry after completions drain")]
+    QueueFull,
+    /// The endpoint is closed, or its peer is gone.
+    #[error("the endpoint is closed or its peer is gone")]
+    Closed,
+    /// An SGE is not inside a live registration with the rights it needs.
+    #[error("SGE {index} is outside its registration or lacks the access it needs")]
+    InvalidSge {
+        /// Index in the list.
+        index: usize,
+    },
+    /// More SGEs, or more bytes, than the transport takes in one operation.
+    #[error("the operation is larger than the transport allows")]
+    TooLarge,
+    /// The remote descriptor is malformed.
+    #[error("the RDMA descriptor is malformed")]
+    BadDescriptor,
+}
+
+impl PostError {
+    /// The Winsock error for the caller.
+    pub fn wsa(self) -> WsaError {
+        match self {
+            PostError::QueueFull => WsaError::NoBufs,
+            PostError::Closed => WsaError::NotConn,
+            PostError::InvalidSge { .. } | PostError::BadDescriptor => WsaError::Fault,
+            PostError::TooLarge => WsaError::Inval,
+        }
+    }
+}
+
+/// What a transport can do.
+///
+/// ```
+/// use san_spi_core::transport::Capabilities;
+///
+/// let c = Capabilities { max_sge: 16, max_message: 1 << 20, max_rdma: 1 << 30, rdma_read: true, descriptor_len: 32 };
+/// assert!(c.rdma_read);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Most SGEs in one operation.
+    pub max_sge: usize,
+    /// Largest message of one send.
+    pub max_message: usize,
+    /// Largest RDMA transfer (`SO_MAX_RDMA_SIZE`).
+    pub max_rdma: usize,
+    /// Whether RDMA read is supported.
+    pub rdma_read: bool,
+    /// Bytes of an exported RDMA descriptor.
+    pub descriptor_len: usize,
+}
+
+/// Memory registration: one protection domain per transport.
+///
+/// Registration keys are the transport's to choose (unguessable, with a generation), so
+/// a stale or forged descriptor is rejected before a byte moves (R-SAN-5).
+pub trait Memory: Send + Sync {
+    /// `WSPRegisterMemory` / `WSPRegisterRdmaMemory`: registers `len` bytes at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `addr..addr + len` must stay mapped, and must not be used by anything else in a way
+    /// that conflicts with `access`, until [`deregister`](Memory::deregister) returns and
+    /// every operation that used the registration has completed: the transport reads and
+    /// writes it asynchronously, possibly from another thread or process.
+    unsafe fn register(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        access: MemAccess,
+    ) -> Result<MemoryHandle, WsaError>;
+
+    /// `WSPDeregisterMemory` / `WSPDeregisterRdmaMemory`. Operations still in flight on
+    /// it complete with an error; later remote accesses are rejected.
+    fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError>;
+
+    /// Writes the RDMA descriptor of `handle` (what the peer needs to address it) into
+    /// `out` and returns its length; `WSAEFAULT` if `out` is too short.
+    fn export(&self, handle: MemoryHandle, out: &mut [u8]) -> Result<usize, WsaError>;
+
+    /// `WSPMemoryRegistrationCacheCallback`: drops **every** registration overlapping
+    /// `addr..addr + len`; returns how many (R-SAN-4).
+    fn invalidate(&self, addr: u64, len: u64) -> usize;
+}
+
+/// A connected endpoint (one queue pair). Data-plane calls never block, never allocate and
+/// never await; completions come back through [`poll`](Endpoint::poll).
+pub trait Endpoint: Send + Sync {
+    /// Sends the bytes of `sges` as one message.
+    fn post_send(&self, sges: &[Sge], token: u64) -> Result<(), PostError>;
+
+    /// Posts a receive buffer; incoming messages fill posted receives in order. A message
+    /// that finds no receive posted waits for one: nothing is dropped.
+    fn post_recv(&self, sges: &[Sge], token: u64) -> Result<(), PostError>;
+
+    /// Writes the bytes of `sges` to the peer's region.
+    fn rdma_write(
+        &self,
+        sges: &[Sge],
+        target: RemoteTarget<'_>,
+        token: u64,
+    ) -> Result<(), PostError>;
+
+    /// Reads the peer's region into `sges`.
+    fn rdma_read(
+        &self,
+        sges: &[Sge],
+        target: RemoteTarget<'_>,
+        token: u64,
+    ) -> Result<(), PostError>;
+
+    /// Moves finished operations into `out`; returns how many. Also drives the transport's
+    /// progress where it has no engine of its own.
+    fn poll(&self, out: &mut [Completion]) -> usize;
+
+    /// Blocks until a completion may be ready or `timeout` passes (spins briefly, then
+    /// parks). Returns whether one may be ready.
+    fn wait(&self, timeout: std::time::Duration) -> bool;
+
+    /// Closes the endpoint: every pending operation completes with
+    /// `WSA_OPERATION_ABORTED`, exactly once; the peer sees the connection end.
+    fn close(&self);
+}
+
+/// A listening endpoint.
+#[async_trait::async_trait]
+pub trait Listener: Send + Sync {
+    /// The endpoint type accepted.
+    type Endpoint: Endpoint;
+
+    /// The next connection.
+    async fn accept(&self) -> Result<Self::Endpoint, WsaError>;
+
+    /// The address listened on.
+    fn local_addr(&self) -> SocketAddr;
+}
+
+/// A transport: one kind of NIC. Control plane async, data plane on [`Endpoint`].
+#[async_trait::async_trait]
+pub trait Transport: TransportControl + Memory {
+    /// Connected endpoints.
+    type Endpoint: Endpoint;
+    /// Listeners.
+    type Listener: Listener<Endpoint = Self::Endpoint>;
+
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Listens on `addr`.
+    async fn listen(&self, addr: SocketAddr) -> Result<Self::Listener, WsaError>;
+
+    /// Connects to `addr`.
+    async fn connect(&self, addr: SocketAddr) -> Result<Self::Endpoint, WsaError>;
+}
+
+/// Runs a future to completion on the current thread, parking it while the future waits.
+///
+/// The provider DLL has no async runtime: control-plane calls (`listen`, `connect`,
+/// `accept`) are driven with this from the `extern "system"` functions.
+///
+/// ```
+/// use san_spi_core::transport::block_on;
+///
+/// assert_eq!(block_on(async { 40 + 2 }), 42);
+/// ```
+pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = Box::pin(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}

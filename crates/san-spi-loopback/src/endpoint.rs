@@ -1,0 +1,1178 @@
+//! One connected endpoint: two rings in a shared memfd, a progress thread, a completion
+//! queue.
+//!
+//! Wire protocol (records of [`crate::ring`]):
+//!
+//! | kind | token | a | b | payload |
+//! |---|---|---|---|---|
+//! | `SEND` | — | — | total length (first) | message bytes; flags FIRST / LAST / ABORT |
+//! | `WRITE` | op id | key | offset of this chunk | first chunk: total length (u64) then bytes |
+//! | `ACK` | op id | status | bytes | — |
+//! | `READ_REQ` | op id | key | offset | length (u64) |
+//! | `READ_DATA` | op id | status | offset in the transfer | bytes; flags FIRST / LAST |
+//! | `CLOSE` | — | — | — | — |
+//!
+//! Only one producer writes each ring: the owner of the outbound lock, which pumps a FIFO
+//! of jobs, so the chunks of one operation are contiguous. The owning side validates every
+//! remote access (key with generation, bounds, rights) against its registry before a
+//! byte moves; an RDMA write is validated over its whole length on the first chunk, so a
+//! bad request touches nothing. Every index, length and key from the peer is checked;
+//! a violation closes the connection with errors (`WSAECONNRESET`), never a panic.
+
+use crate::registry::{descriptor_key, Registry};
+use crate::ring::{Consumer, Corrupt, Full, Header, Producer};
+use crate::sys;
+use san_spi_core::transport::{Completion, Endpoint, MemAccess, Op, PostError, RemoteTarget, Sge};
+use san_spi_core::WsaError;
+use smallvec::SmallVec;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const SEND: u16 = 1;
+const WRITE: u16 = 2;
+const ACK: u16 = 3;
+const READ_REQ: u16 = 4;
+const READ_DATA: u16 = 5;
+const CLOSE: u16 = 6;
+
+const FIRST: u16 = 1;
+const LAST: u16 = 2;
+const ABORT: u16 = 4;
+
+/// Limits of one endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most SGEs per operation.
+    pub max_sge: usize,
+    /// Most operations queued for sending (sends, writes, read requests).
+    pub max_jobs: usize,
+    /// Most receives posted.
+    pub max_recvs: usize,
+    /// Most RDMA operations waiting for the peer.
+    pub max_inflight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sge: 16,
+            max_jobs: 256,
+            max_recvs: 256,
+            max_inflight: 256,
+        }
+    }
+}
+
+type Sges = SmallVec<[Sge; 4]>;
+
+#[derive(Debug)]
+enum JobKind {
+    Send {
+        sges: Sges,
+        token: u64,
+    },
+    Write {
+        sges: Sges,
+        key: u64,
+        offset: u64,
+        token: u64,
+        op: u64,
+    },
+    ReadReq {
+        key: u64,
+        offset: u64,
+        len: u64,
+        op: u64,
+    },
+    ReadResp {
+        op: u64,
+        key: u64,
+        offset: u64,
+        len: u64,
+        status: u32,
+    },
+    Ack {
+        op: u64,
+        status: u32,
+        bytes: u64,
+    },
+    Close,
+}
+
+#[derive(Debug)]
+struct Job {
+    kind: JobKind,
+    total: u64,
+    sent: u64,
+}
+
+struct Outbound {
+    producer: Producer,
+    jobs: VecDeque<Job>,
+    /// Jobs the peer made us queue (ACKs, read responses): bounded to stop a flood.
+    internal: usize,
+}
+
+#[derive(Debug)]
+struct PostedRecv {
+    sges: Sges,
+    token: u64,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Write {
+        token: u64,
+        total: u64,
+    },
+    Read {
+        token: u64,
+        sges: Sges,
+        total: u64,
+        received: u64,
+    },
+}
+
+/// The receive in progress: a message being copied into a posted receive.
+#[derive(Debug)]
+struct Incoming {
+    recv: PostedRecv,
+    total: u64,
+    received: u64,
+    capacity: u64,
+    error: Option<WsaError>,
+}
+
+/// The RDMA write being applied.
+#[derive(Debug)]
+struct IncomingWrite {
+    op: u64,
+    key: u64,
+    start: u64,
+    total: u64,
+    received: u64,
+    status: u32,
+}
+
+struct Inbound {
+    consumer: Consumer,
+    incoming: Option<Incoming>,
+    write: Option<IncomingWrite>,
+}
+
+pub(crate) struct Shared {
+    registry: Arc<Registry>,
+    limits: Limits,
+    out: Mutex<Outbound>,
+    inb: Mutex<Inbound>,
+    cq: Mutex<VecDeque<Completion>>,
+    cq_ready: Condvar,
+    recvs: Mutex<VecDeque<PostedRecv>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_op: AtomicU64,
+    closed: AtomicBool,
+    broken: AtomicBool,
+    /// Set where the connection must be failed but locks are held; the progress thread acts.
+    needs_fail: AtomicBool,
+    stop: AtomicBool,
+    cq_capacity: usize,
+    peer_efd: OwnedFd,
+    my_efd: OwnedFd,
+    socket: UnixStream,
+}
+
+/// A connected loopback endpoint.
+pub struct LoopbackEndpoint {
+    shared: Arc<Shared>,
+    progress: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for LoopbackEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackEndpoint")
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .field("broken", &self.shared.broken.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn total_len(sges: &[Sge]) -> Option<u64> {
+    sges.iter()
+        .try_fold(0u64, |acc, s| acc.checked_add(s.len as u64))
+}
+
+/// Walks `sges` from byte `from`, yielding `(process address, length)` pieces covering at
+/// most `max` bytes.
+fn pieces(sges: &[Sge], from: u64, max: u64) -> SmallVec<[(u64, usize); 8]> {
+    let mut out = SmallVec::new();
+    let mut skip = from;
+    let mut left = max;
+    for s in sges {
+        if left == 0 {
+            break;
+        }
+        let len = s.len as u64;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let n = (len - skip).min(left);
+        out.push((s.addr + skip, n as usize));
+        left -= n;
+        skip = 0;
+    }
+    out
+}
+
+impl Shared {
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        limits: Limits,
+        producer: Producer,
+        consumer: Consumer,
+        peer_efd: OwnedFd,
+        my_efd: OwnedFd,
+        socket: UnixStream,
+    ) -> Shared {
+        Shared {
+            registry,
+            limits,
+            out: Mutex::new(Outbound {
+                producer,
+                jobs: VecDeque::with_capacity(limits.max_jobs * 2 + limits.max_inflight),
+                internal: 0,
+            }),
+            inb: Mutex::new(Inbound {
+                consumer,
+                incoming: None,
+                write: None,
+            }),
+            cq: Mutex::new(VecDeque::with_capacity(
+                limits.max_jobs + limits.max_recvs + limits.max_inflight,
+            )),
+            cq_ready: Condvar::new(),
+            recvs: Mutex::new(VecDeque::with_capacity(limits.max_recvs)),
+            pending: Mutex::new(HashMap::with_capacity(limits.max_inflight)),
+            next_op: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            needs_fail: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            cq_capacity: limits.max_jobs + limits.max_recvs + limits.max_inflight,
+            peer_efd,
+            my_efd,
+            socket,
+        }
+    }
+
+    fn complete(&self, token: u64, op: Op, result: Result<u32, WsaError>) {
+        lock(&self.cq).push_back(Completion { token, op, result });
+        self.cq_ready.notify_all();
+    }
+
+    fn usable(&self) -> Result<(), PostError> {
+        if self.closed.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
+            return Err(PostError::Closed);
+        }
+        if lock(&self.cq).len() >= self.cq_capacity {
+            // Completions are not being polled: back-pressure instead of unbounded growth.
+            return Err(PostError::QueueFull);
+        }
+        Ok(())
+    }
+
+    /// Checks every SGE against the registry with `need`.
+    fn check_sges(&self, sges: &[Sge], need: MemAccess) -> Result<u64, PostError> {
+        if sges.len() > self.limits.max_sge {
+            return Err(PostError::TooLarge);
+        }
+        let g = self.registry.lock();
+        for (index, s) in sges.iter().enumerate() {
+            if g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
+                .is_none()
+            {
+                return Err(PostError::InvalidSge { index });
+            }
+        }
+        let total = total_len(sges).ok_or(PostError::TooLarge)?;
+        if total > u32::MAX as u64 {
+            return Err(PostError::TooLarge);
+        }
+        Ok(total)
+    }
+
+    fn signal_peer_if_sleeping(&self, out: &Outbound) {
+        if out.producer.consumer_sleeping() {
+            sys::eventfd_signal(self.peer_efd.as_raw_fd());
+        }
+    }
+
+    /// Queues a job; if nothing is ahead of it, pumps right away in the caller's thread.
+    fn submit(&self, job: Job, internal: bool) -> Result<(), PostError> {
+        let mut out = lock(&self.out);
+        if !internal && out.jobs.len() - out.internal >= self.limits.max_jobs {
+            return Err(PostError::QueueFull);
+        }
+        if internal {
+            out.internal += 1;
+        }
+        out.jobs.push_back(job);
+        let idle = out.jobs.len() == 1;
+        if idle {
+            self.pump(&mut out);
+        }
+        if !out.jobs.is_empty() {
+            // The rest is the progress thread's.
+            sys::eventfd_signal(self.my_efd.as_raw_fd());
+        }
+        Ok(())
+    }
+
+    /// Pushes as many records of queued jobs as fit. Returns whether anything was pushed.
+    fn pump(&self, out: &mut Outbound) -> bool {
+        let mut pushed = false;
+        let max = out.producer.max_payload() as u64 - 8;
+        while let Some(job) = out.jobs.front_mut() {
+            let r = Self::pump_one(&self.registry, &mut out.producer, job, max);
+            match r {
+                Ok(Ok(done)) => {
+                    pushed = true;
+                    if done {
+                        let job = out.jobs.pop_front().expect("front exists");
+                        self.finish_job(out, job);
+                    }
+                }
+                Ok(Err(Full)) => break,
+                Err(_) => {
+                    // `out` is held: the progress thread fails the connection.
+                    self.needs_fail.store(true, Ordering::Release);
+                    sys::eventfd_signal(self.my_efd.as_raw_fd());
+                    break;
+                }
+            }
+        }
+        if pushed {
+            self.signal_peer_if_sleeping(out);
+        }
+        pushed
+    }
+
+    fn finish_job(&self, out: &mut Outbound, job: Job) {
+        match job.kind {
+            JobKind::Send { token, .. } => {
+                let r = if job.sent == job.total {
+                    Ok(job.total as u32)
+                } else {
+                    Err(WsaError::Fault) // a source registration vanished mid-message
+                };
+                self.complete(token, Op::Send, r);
+            }
+            JobKind::Write { token, op, .. } if job.sent < job.total => {
+                lock(&self.pending).remove(&op);
+                self.complete(token, Op::RdmaWrite, Err(WsaError::Fault));
+            }
+            JobKind::ReadResp { .. } | JobKind::Ack { .. } => out.internal -= 1,
+            _ => {}
+        }
+    }
+
+    /// One record of `job`. `Ok(Ok(true))` when the job is complete.
+    fn pump_one(
+        registry: &Registry,
+        p: &mut Producer,
+        job: &mut Job,
+        max: u64,
+    ) -> Result<Result<bool, Full>, Corrupt> {
+        match &job.kind {
+            JobKind::Send { sges, .. } => {
+                let n = (job.total - job.sent).min(max);
+                let mut flags = if job.sent == 0 { FIRST } else { 0 };
+                if job.sent + n == job.total {
+                    flags |= LAST;
+                }
+                let g = registry.lock();
+                let parts = pieces(sges, job.sent, n);
+                let valid = sges.iter().all(|s| {
+                    g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
+                        .is_some()
+                });
+                let header = Header {
+                    kind: SEND,
+                    flags: if valid {
+                        flags
+                    } else {
+                        (FIRST * (job.sent == 0) as u16) | LAST | ABORT
+                    },
+                    b: job.total,
+                    ..Header::default()
+                };
+                let raw: SmallVec<[(*const u8, usize); 8]> = if valid {
+                    parts.iter().map(|&(a, l)| (a as *const u8, l)).collect()
+                } else {
+                    SmallVec::new()
+                };
+                // SAFETY: every piece lies in a registration checked under `g`, which stays
+                // locked (deregistration waits) for the copy.
+                match unsafe { p.push_raw(header, &raw) }? {
+                    Err(Full) => Ok(Err(Full)),
+                    Ok(()) if valid => {
+                        job.sent += n;
+                        Ok(Ok(job.sent == job.total))
+                    }
+                    Ok(()) => Ok(Ok(true)),
+                }
+            }
+            JobKind::Write {
+                sges,
+                key,
+                offset,
+                op,
+                ..
+            } => {
+                let first = job.sent == 0;
+                let room = if first { max - 8 } else { max };
+                let n = (job.total - job.sent).min(room);
+                let mut flags = if first { FIRST } else { 0 };
+                if job.sent + n == job.total {
+                    flags |= LAST;
+                }
+                let g = registry.lock();
+                let valid = sges.iter().all(|s| {
+                    g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
+                        .is_some()
+                });
+                if !valid {
+                    // Tell the target to discard the rest; the op completes with an error.
+                    let h = Header {
+                        kind: WRITE,
+                        flags: LAST | ABORT | if first { FIRST } else { 0 },
+                        token: *op,
+                        a: *key,
+                        b: offset + job.sent,
+                        ..Header::default()
+                    };
+                    let total = job.total.to_le_bytes();
+                    let parts: &[&[u8]] = if first { &[&total] } else { &[] };
+                    return match p.push(h, parts)? {
+                        Err(Full) => Ok(Err(Full)),
+                        Ok(()) => Ok(Ok(true)),
+                    };
+                }
+                let total = job.total.to_le_bytes();
+                let mut raw: SmallVec<[(*const u8, usize); 8]> = SmallVec::new();
+                if first {
+                    raw.push((total.as_ptr(), 8));
+                }
+                raw.extend(
+                    pieces(sges, job.sent, n)
+                        .iter()
+                        .map(|&(a, l)| (a as *const u8, l)),
+                );
+                let h = Header {
+                    kind: WRITE,
+                    flags,
+                    token: *op,
+                    a: *key,
+                    b: offset + job.sent,
+                    ..Header::default()
+                };
+                // SAFETY: `total` is a live local; every other piece lies in a registration
+                // checked under `g`, held for the copy.
+                match unsafe { p.push_raw(h, &raw) }? {
+                    Err(Full) => Ok(Err(Full)),
+                    Ok(()) => {
+                        job.sent += n;
+                        Ok(Ok(job.sent == job.total))
+                    }
+                }
+            }
+            JobKind::ReadReq {
+                key,
+                offset,
+                len,
+                op,
+            } => {
+                let h = Header {
+                    kind: READ_REQ,
+                    token: *op,
+                    a: *key,
+                    b: *offset,
+                    ..Header::default()
+                };
+                match p.push(h, &[&len.to_le_bytes()])? {
+                    Err(Full) => Ok(Err(Full)),
+                    Ok(()) => Ok(Ok(true)),
+                }
+            }
+            JobKind::ReadResp {
+                op,
+                key,
+                offset,
+                len,
+                status,
+            } => {
+                let n = (job.total - job.sent).min(max);
+                let mut flags = if job.sent == 0 { FIRST } else { 0 };
+                if job.sent + n == job.total {
+                    flags |= LAST;
+                }
+                let g = registry.lock();
+                let src = if *status == 0 {
+                    g.check_remote(*key, offset + job.sent, n, MemAccess::READ)
+                } else {
+                    None
+                };
+                let (status, flags, raw): (u32, u16, SmallVec<[(*const u8, usize); 1]>) = match src
+                {
+                    Some(addr) => (
+                        0,
+                        flags,
+                        smallvec::smallvec![(addr as *const u8, n as usize)],
+                    ),
+                    None => {
+                        let st = if *status != 0 {
+                            *status
+                        } else {
+                            WsaError::Fault.code() as u32
+                        };
+                        (st, flags | LAST, SmallVec::new())
+                    }
+                };
+                let h = Header {
+                    kind: READ_DATA,
+                    flags,
+                    token: *op,
+                    a: status as u64,
+                    b: job.sent,
+                    ..Header::default()
+                };
+                let _ = len;
+                // SAFETY: the source lies in a registration checked under `g`, held.
+                match unsafe { p.push_raw(h, &raw) }? {
+                    Err(Full) => Ok(Err(Full)),
+                    Ok(()) => {
+                        if status != 0 {
+                            return Ok(Ok(true));
+                        }
+                        job.sent += n;
+                        Ok(Ok(job.sent == job.total))
+                    }
+                }
+            }
+            JobKind::Ack { op, status, bytes } => {
+                let h = Header {
+                    kind: ACK,
+                    token: *op,
+                    a: *status as u64,
+                    b: *bytes,
+                    ..Header::default()
+                };
+                match p.push(h, &[])? {
+                    Err(Full) => Ok(Err(Full)),
+                    Ok(()) => Ok(Ok(true)),
+                }
+            }
+            JobKind::Close => match p.push(
+                Header {
+                    kind: CLOSE,
+                    ..Header::default()
+                },
+                &[],
+            )? {
+                Err(Full) => Ok(Err(Full)),
+                Ok(()) => Ok(Ok(true)),
+            },
+        }
+    }
+
+    /// Consumes inbound records until the ring is empty, a message waits for a receive, or
+    /// `budget` records were handled. Returns whether anything was consumed.
+    fn consume(&self, budget: usize) -> bool {
+        let mut inb = lock(&self.inb);
+        let mut did = false;
+        for _ in 0..budget {
+            let h = match inb.consumer.peek() {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) => {
+                    drop(inb);
+                    self.break_connection();
+                    return true;
+                }
+            };
+            match self.handle(&mut inb, &h) {
+                Ok(true) => {
+                    inb.consumer.consume(&h);
+                    did = true;
+                }
+                Ok(false) => break, // waits for a posted receive or for outbound room
+                Err(_) => {
+                    drop(inb);
+                    self.break_connection();
+                    return true;
+                }
+            }
+        }
+        did
+    }
+
+    /// Handles one record; `Ok(false)` leaves it in the ring for later.
+    fn handle(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
+        match h.kind {
+            SEND => self.on_send(inb, h),
+            WRITE => self.on_write(inb, h),
+            ACK => {
+                let done = lock(&self.pending).remove(&h.token);
+                if let Some(Pending::Write { token, total }) = done {
+                    let r = if h.a == 0 {
+                        Ok(total as u32)
+                    } else {
+                        Err(WsaError::from_code(h.a as i32).unwrap_or(WsaError::Fault))
+                    };
+                    self.complete(token, Op::RdmaWrite, r);
+                } else if let Some(other) = done {
+                    lock(&self.pending).insert(h.token, other);
+                    return Err(Corrupt("ACK for an operation that is not a write"));
+                }
+                Ok(true)
+            }
+            READ_REQ => {
+                if h.len != 8 {
+                    return Err(Corrupt("READ_REQ payload is not a length"));
+                }
+                {
+                    let out = lock(&self.out);
+                    if out.internal >= self.limits.max_inflight {
+                        return Ok(false); // back-pressure on a flood of requests
+                    }
+                }
+                let mut len = [0u8; 8];
+                inb.consumer.payload(h, 0, &mut len);
+                let len = u64::from_le_bytes(len);
+                let ok = self
+                    .registry
+                    .lock()
+                    .check_remote(h.a, h.b, len, MemAccess::READ)
+                    .is_some()
+                    && len <= u32::MAX as u64;
+                let status = if ok { 0 } else { WsaError::Fault.code() as u32 };
+                let job = Job {
+                    kind: JobKind::ReadResp {
+                        op: h.token,
+                        key: h.a,
+                        offset: h.b,
+                        len,
+                        status,
+                    },
+                    total: if ok { len } else { 0 },
+                    sent: 0,
+                };
+                let _ = self.submit(job, true);
+                Ok(true)
+            }
+            READ_DATA => self.on_read_data(inb, h),
+            CLOSE => {
+                // `inb` is held here: the progress thread fails the rest right after.
+                self.needs_fail.store(true, Ordering::Release);
+                Ok(true)
+            }
+            _ => Err(Corrupt("unknown record kind")),
+        }
+    }
+
+    fn on_send(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
+        let len = h.len as u64;
+        if h.flags & FIRST != 0 {
+            if inb.incoming.is_some() {
+                return Err(Corrupt("a message started inside another"));
+            }
+            let recv = match lock(&self.recvs).pop_front() {
+                Some(r) => r,
+                None => return Ok(false), // waits for a receive: nothing is dropped
+            };
+            let capacity = total_len(&recv.sges).unwrap_or(0);
+            inb.incoming = Some(Incoming {
+                recv,
+                total: h.b,
+                received: 0,
+                capacity,
+                error: None,
+            });
+        }
+        let inc = match inb.incoming.as_mut() {
+            Some(i) => i,
+            None => return Err(Corrupt("message continuation without a start")),
+        };
+        if h.flags & ABORT != 0 {
+            inc.error = Some(WsaError::ConnReset);
+        } else {
+            if inc.received + len > inc.total {
+                return Err(Corrupt("message longer than announced"));
+            }
+            let room = inc.capacity.saturating_sub(inc.received).min(len);
+            if room < len {
+                inc.error = Some(WsaError::MsgSize);
+            }
+            if room > 0 {
+                let g = self.registry.lock();
+                let valid = inc.recv.sges.iter().all(|s| {
+                    g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::WRITE)
+                        .is_some()
+                });
+                if valid {
+                    let mut from = 0usize;
+                    for (addr, n) in pieces(&inc.recv.sges, inc.received, room) {
+                        // SAFETY: the destination lies in a registration checked under `g`
+                        // (held) with write access, posted by its owner for this receive.
+                        unsafe { inb.consumer.payload_raw(h, from, addr as *mut u8, n) };
+                        from += n;
+                    }
+                } else {
+                    inc.error = Some(WsaError::Fault);
+                }
+            }
+            inc.received += len;
+        }
+        if h.flags & LAST != 0 {
+            let inc = inb.incoming.take().expect("present");
+            let n = inc.received.min(inc.capacity) as u32;
+            let r = match inc.error {
+                None if inc.received == inc.total => Ok(n),
+                None => return Err(Corrupt("message shorter than announced")),
+                Some(e) => Err(e),
+            };
+            self.complete(inc.recv.token, Op::Recv, r);
+        }
+        Ok(true)
+    }
+
+    fn on_write(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
+        let mut data_at = 0usize;
+        if h.flags & FIRST != 0 {
+            if inb.write.is_some() || h.len < 8 {
+                return Err(Corrupt("bad RDMA write start"));
+            }
+            {
+                let out = lock(&self.out);
+                if out.internal >= self.limits.max_inflight {
+                    return Ok(false);
+                }
+            }
+            let mut t = [0u8; 8];
+            inb.consumer.payload(h, 0, &mut t);
+            let total = u64::from_le_bytes(t);
+            // Validate the whole range once, before any byte moves.
+            let ok = total <= u32::MAX as u64
+                && self
+                    .registry
+                    .lock()
+                    .check_remote(h.a, h.b, total, MemAccess::WRITE)
+                    .is_some();
+            inb.write = Some(IncomingWrite {
+                op: h.token,
+                key: h.a,
+                start: h.b,
+                total,
+                received: 0,
+                status: if ok { 0 } else { WsaError::Fault.code() as u32 },
+            });
+            data_at = 8;
+        }
+        let w = match inb.write.as_mut() {
+            Some(w) => w,
+            None => return Err(Corrupt("RDMA write continuation without a start")),
+        };
+        if w.op != h.token || w.key != h.a {
+            return Err(Corrupt("RDMA write chunks interleaved"));
+        }
+        let n = h.len as u64 - data_at as u64;
+        if h.flags & ABORT != 0 {
+            if w.status == 0 {
+                w.status = WsaError::ConnReset.code() as u32;
+            }
+        } else {
+            if h.b != w.start + w.received || w.received + n > w.total {
+                return Err(Corrupt("RDMA write chunk out of sequence"));
+            }
+            if w.status == 0 && n > 0 {
+                let g = self.registry.lock();
+                match g.check_remote(w.key, h.b, n, MemAccess::WRITE) {
+                    // SAFETY: the destination was checked under `g` (held) against the
+                    // registration's bounds and write right.
+                    Some(addr) => unsafe {
+                        inb.consumer
+                            .payload_raw(h, data_at, addr as *mut u8, n as usize)
+                    },
+                    // Deregistered while in flight: the rest is discarded.
+                    None => w.status = WsaError::Fault.code() as u32,
+                }
+            }
+            w.received += n;
+        }
+        if h.flags & LAST != 0 {
+            let w = inb.write.take().expect("present");
+            let bytes = if w.status == 0 { w.received } else { 0 };
+            let job = Job {
+                kind: JobKind::Ack {
+                    op: w.op,
+                    status: w.status,
+                    bytes,
+                },
+                total: 0,
+                sent: 0,
+            };
+            let _ = self.submit(job, true);
+        }
+        Ok(true)
+    }
+
+    fn on_read_data(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
+        let mut pending = lock(&self.pending);
+        let (token, status_done) = match pending.get_mut(&h.token) {
+            Some(Pending::Read {
+                token,
+                sges,
+                total,
+                received,
+            }) => {
+                let n = h.len as u64;
+                if h.a == 0 {
+                    if h.b != *received || *received + n > *total {
+                        return Err(Corrupt("read data out of sequence"));
+                    }
+                    let g = self.registry.lock();
+                    let valid = sges.iter().all(|s| {
+                        g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::WRITE)
+                            .is_some()
+                    });
+                    if valid {
+                        let mut from = 0usize;
+                        for (addr, len) in pieces(sges, *received, n) {
+                            // SAFETY: destination checked under `g` (held) with write access.
+                            unsafe { inb.consumer.payload_raw(h, from, addr as *mut u8, len) };
+                            from += len;
+                        }
+                        *received += n;
+                    }
+                    let done = if !valid {
+                        Some(Err(WsaError::Fault))
+                    } else if h.flags & LAST != 0 {
+                        if *received == *total {
+                            Some(Ok(*total as u32))
+                        } else {
+                            return Err(Corrupt("read data shorter than requested"));
+                        }
+                    } else {
+                        None
+                    };
+                    (*token, done)
+                } else {
+                    let e = WsaError::from_code(h.a as i32).unwrap_or(WsaError::Fault);
+                    (*token, Some(Err(e)))
+                }
+            }
+            Some(Pending::Write { .. }) => return Err(Corrupt("read data for a write")),
+            // Data for an operation aborted locally: discard.
+            None => return Ok(true),
+        };
+        if let Some(r) = status_done {
+            pending.remove(&h.token);
+            drop(pending);
+            self.complete(token, Op::RdmaRead, r);
+        }
+        Ok(true)
+    }
+
+    /// Completes everything still pending with `error`, exactly once (each item is taken
+    /// out of its queue under its lock before it completes).
+    fn fail_all(&self, error: WsaError) {
+        self.broken.store(true, Ordering::Release);
+        let recvs: Vec<PostedRecv> = lock(&self.recvs).drain(..).collect();
+        for r in recvs {
+            self.complete(r.token, Op::Recv, Err(error));
+        }
+        let incoming = lock(&self.inb).incoming.take();
+        if let Some(i) = incoming {
+            self.complete(i.recv.token, Op::Recv, Err(error));
+        }
+        let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        for p in pending {
+            match p {
+                Pending::Write { token, .. } => self.complete(token, Op::RdmaWrite, Err(error)),
+                Pending::Read { token, .. } => self.complete(token, Op::RdmaRead, Err(error)),
+            }
+        }
+        let jobs: Vec<Job> = {
+            let mut out = lock(&self.out);
+            out.internal = 0;
+            out.jobs.drain(..).collect()
+        };
+        for j in jobs {
+            match j.kind {
+                JobKind::Send { token, .. } => self.complete(token, Op::Send, Err(error)),
+                JobKind::Write { token, .. } => {
+                    // Its pending entry was failed above if it had one.
+                    let _ = token;
+                }
+                _ => {}
+            }
+        }
+        self.cq_ready.notify_all();
+    }
+
+    fn break_connection(&self) {
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            self.fail_all(WsaError::ConnReset);
+        }
+    }
+
+    fn progress_loop(self: Arc<Self>) {
+        let mut idle = 0u32;
+        while !self.stop.load(Ordering::Acquire) {
+            if self.needs_fail.swap(false, Ordering::AcqRel) {
+                self.break_connection();
+            }
+            if self.broken.load(Ordering::Acquire) {
+                // Nothing more can happen on this connection.
+                std::thread::sleep(Duration::from_millis(5));
+                if self.stop.load(Ordering::Acquire) {
+                    break;
+                }
+                continue;
+            }
+            let mut did = self.consume(64);
+            {
+                let mut out = lock(&self.out);
+                if !out.jobs.is_empty() {
+                    did |= self.pump(&mut out);
+                }
+            }
+            if did {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if idle < 2000 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let jobs_waiting = !lock(&self.out).jobs.is_empty();
+            let inb = lock(&self.inb);
+            let may_sleep = inb.consumer.prepare_sleep();
+            drop(inb);
+            if may_sleep {
+                let timeout = if jobs_waiting { 1 } else { 50 };
+                let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), timeout);
+                lock(&self.inb).consumer.woke();
+                sys::eventfd_drain(self.my_efd.as_raw_fd());
+                if r.hangup && !self.stop.load(Ordering::Acquire) {
+                    self.break_connection();
+                }
+            }
+            idle = 0;
+        }
+    }
+}
+
+impl LoopbackEndpoint {
+    pub(crate) fn start(shared: Shared) -> LoopbackEndpoint {
+        let shared = Arc::new(shared);
+        let s2 = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("san-spi-loopback-progress".into())
+            .spawn(move || s2.progress_loop())
+            .expect("spawn the progress thread");
+        LoopbackEndpoint {
+            shared,
+            progress: Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Whether the connection is unusable (closed here, closed by the peer, or broken).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.shared.broken.load(Ordering::Acquire)
+    }
+
+    fn next_op(&self) -> u64 {
+        self.shared.next_op.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn reserve_inflight(&self) -> Result<(), PostError> {
+        if lock(&self.shared.pending).len() >= self.shared.limits.max_inflight {
+            Err(PostError::QueueFull)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Endpoint for LoopbackEndpoint {
+    fn post_send(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
+        self.shared.usable()?;
+        let total = self.shared.check_sges(sges, MemAccess::READ)?;
+        let job = Job {
+            kind: JobKind::Send {
+                sges: sges.iter().copied().collect(),
+                token,
+            },
+            total,
+            sent: 0,
+        };
+        self.shared.submit(job, false)
+    }
+
+    fn post_recv(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
+        self.shared.usable()?;
+        self.shared.check_sges(sges, MemAccess::WRITE)?;
+        {
+            let mut recvs = lock(&self.shared.recvs);
+            if recvs.len() >= self.shared.limits.max_recvs {
+                return Err(PostError::QueueFull);
+            }
+            recvs.push_back(PostedRecv {
+                sges: sges.iter().copied().collect(),
+                token,
+            });
+        }
+        // A message may be waiting for exactly this receive.
+        sys::eventfd_signal(self.shared.my_efd.as_raw_fd());
+        Ok(())
+    }
+
+    fn rdma_write(
+        &self,
+        sges: &[Sge],
+        target: RemoteTarget<'_>,
+        token: u64,
+    ) -> Result<(), PostError> {
+        self.shared.usable()?;
+        let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
+        let total = self.shared.check_sges(sges, MemAccess::READ)?;
+        self.reserve_inflight()?;
+        let op = self.next_op();
+        lock(&self.shared.pending).insert(op, Pending::Write { token, total });
+        let job = Job {
+            kind: JobKind::Write {
+                sges: sges.iter().copied().collect(),
+                key,
+                offset: target.offset,
+                token,
+                op,
+            },
+            total,
+            sent: 0,
+        };
+        self.shared.submit(job, false).inspect_err(|_| {
+            lock(&self.shared.pending).remove(&op);
+        })
+    }
+
+    fn rdma_read(
+        &self,
+        sges: &[Sge],
+        target: RemoteTarget<'_>,
+        token: u64,
+    ) -> Result<(), PostError> {
+        self.shared.usable()?;
+        let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
+        let total = self.shared.check_sges(sges, MemAccess::WRITE)?;
+        self.reserve_inflight()?;
+        let op = self.next_op();
+        lock(&self.shared.pending).insert(
+            op,
+            Pending::Read {
+                token,
+                sges: sges.iter().copied().collect(),
+                total,
+                received: 0,
+            },
+        );
+        let job = Job {
+            kind: JobKind::ReadReq {
+                key,
+                offset: target.offset,
+                len: total,
+                op,
+            },
+            total: 0,
+            sent: 0,
+        };
+        self.shared.submit(job, false).inspect_err(|_| {
+            lock(&self.shared.pending).remove(&op);
+        })
+    }
+
+    fn poll(&self, out: &mut [Completion]) -> usize {
+        let mut cq = lock(&self.shared.cq);
+        let n = out.len().min(cq.len());
+        for slot in out.iter_mut().take(n) {
+            *slot = cq.pop_front().expect("counted");
+        }
+        n
+    }
+
+    fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..200 {
+            if !lock(&self.shared.cq).is_empty() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        let mut cq = lock(&self.shared.cq);
+        while cq.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            cq = self
+                .shared
+                .cq_ready
+                .wait_timeout(cq, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Pending work completes with WSA_OPERATION_ABORTED, once.
+        let was_broken = self.shared.broken.load(Ordering::Acquire);
+        self.shared.fail_all(WsaError::OperationAborted);
+        if !was_broken {
+            let mut out = lock(&self.shared.out);
+            out.jobs.push_back(Job {
+                kind: JobKind::Close,
+                total: 0,
+                sent: 0,
+            });
+            self.shared.pump(&mut out);
+            sys::eventfd_signal(self.shared.peer_efd.as_raw_fd());
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        sys::eventfd_signal(self.shared.my_efd.as_raw_fd());
+        let _ = self.shared.socket.shutdown(std::net::Shutdown::Both);
+        if let Some(h) = lock(&self.progress).take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for LoopbackEndpoint {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,461 @@
+//! A single-producer single-consumer ring of records in shared memory, safe against a
+//! hostile peer.
+//!
+//! ```text
+//! offset   0  head      AtomicU64  consumer's position (bytes, ever increasing)
+//! offset  64  tail      AtomicU64  producer's position
+//! offset 128  sleeping  AtomicU32  consumer is (about to be) parked on its eventfd
+//! offset 192  data[capacity]       records, each a multiple of 32 bytes, never wrapping
+//! ```
+//!
+//! A record is a 32-byte header (`kind u16, flags u16, len u32, token u64, a u64, b u64`,
+//! little-endian) and `len` payload bytes, padded to 32. A record that would cross the
+//! end of the data area is preceded by a `PAD` record filling the rest.
+//!
+//! The peer is untrusted: every value read from shared memory — head, tail, header — is
+//! copied once into private memory and validated before use; a violation is
+//! [`Corrupt`], never a panic, an out-of-bounds access or a hang. Payload bytes are
+//! copied out with the bounds of the validated header copy, so a peer rewriting a record
+//! while it is read can only garble bytes it owns. Head and tail are published with
+//! release and read with acquire.
+//!
+//! # Safety
+//!
+//! The ring holds an `Arc<Mapping>`, so the memory outlives every access. The offsets
+//! used are checked against the mapping length when the ring is created.
+
+use crate::sys::Mapping;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bytes before the data area.
+pub const RING_HEADER: usize = 192;
+/// Record header length.
+pub const RECORD_HEADER: usize = 32;
+/// Alignment and granularity of records.
+pub const RECORD_ALIGN: usize = 32;
+
+const HEAD: usize = 0;
+const TAIL: usize = 64;
+const SLEEPING: usize = 128;
+
+/// `PAD`: skip to the start of the data area.
+pub const KIND_PAD: u16 = 0xFFFF;
+
+/// A record header, as copied out of (or into) the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    /// Record kind.
+    pub kind: u16,
+    /// Kind-specific flags.
+    pub flags: u16,
+    /// Payload length.
+    pub len: u32,
+    /// Operation token.
+    pub token: u64,
+    /// Kind-specific.
+    pub a: u64,
+    /// Kind-specific.
+    pub b: u64,
+}
+
+impl Header {
+    fn to_bytes(self) -> [u8; RECORD_HEADER] {
+        let mut b = [0u8; RECORD_HEADER];
+        b[0..2].copy_from_slice(&self.kind.to_le_bytes());
+        b[2..4].copy_from_slice(&self.flags.to_le_bytes());
+        b[4..8].copy_from_slice(&self.len.to_le_bytes());
+        b[8..16].copy_from_slice(&self.token.to_le_bytes());
+        b[16..24].copy_from_slice(&self.a.to_le_bytes());
+        b[24..32].copy_from_slice(&self.b.to_le_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8; RECORD_HEADER]) -> Header {
+        let u64_at = |i: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(v)
+        };
+        Header {
+            kind: u16::from_le_bytes([b[0], b[1]]),
+            flags: u16::from_le_bytes([b[2], b[3]]),
+            len: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            token: u64_at(8),
+            a: u64_at(16),
+            b: u64_at(24),
+        }
+    }
+}
+
+/// Bytes a record with `len` payload bytes takes.
+pub fn record_len(len: usize) -> usize {
+    (RECORD_HEADER + len).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
+}
+
+/// The peer broke the ring protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corrupt(pub &'static str);
+
+/// The ring has no room for the record now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// Bytes of shared memory a ring of `capacity` data bytes takes.
+pub fn ring_bytes(capacity: usize) -> usize {
+    RING_HEADER + capacity
+}
+
+struct Ring {
+    map: Arc<Mapping>,
+    base: usize,
+    capacity: usize,
+}
+
+impl Ring {
+    /// `capacity` must be a power of two ≥ 1024 and the ring must fit the mapping.
+    fn new(map: Arc<Mapping>, base: usize, capacity: usize) -> Option<Ring> {
+        let fits = base
+            .checked_add(ring_bytes(capacity))
+            .is_some_and(|end| end <= map.len());
+        if !capacity.is_power_of_two() || capacity < 1024 || !base.is_multiple_of(64) || !fits {
+            return None;
+        }
+        Some(Ring {
+            map,
+            base,
+            capacity,
+        })
+    }
+
+    fn atomic_u64(&self, at: usize) -> &AtomicU64 {
+        // SAFETY: `base + at` is inside the mapping (checked in `new`), 8-aligned (the mapping
+        // is page-aligned, `base` 64-aligned, `at` a multiple of 64), and the mapping lives as
+        // long as `self`. Atomics tolerate the peer writing the same word.
+        unsafe { &*(self.map.ptr().add(self.base + at) as *const AtomicU64) }
+    }
+
+    fn sleeping(&self) -> &AtomicU32 {
+        // SAFETY: as for `atomic_u64`; the word is 4-aligned.
+        unsafe { &*(self.map.ptr().add(self.base + SLEEPING) as *const AtomicU32) }
+    }
+
+    fn data(&self) -> *mut u8 {
+        // SAFETY: inside the mapping (checked in `new`).
+        unsafe { self.map.ptr().add(self.base + RING_HEADER) }
+    }
+
+    /// Copies `src` into the data area at `pos`; `pos + src.len() <= capacity`.
+    fn write(&self, pos: usize, src: &[u8]) {
+        assert!(pos + src.len() <= self.capacity);
+        // SAFETY: bounds asserted above; the data area is ours to write between tail and
+        // head + capacity (a peer writing there too only garbles its own input).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(pos), src.len()) }
+    }
+
+    /// Copies from the data area at `pos` into `dst`; `pos + dst.len() <= capacity`.
+    fn read(&self, pos: usize, dst: &mut [u8]) {
+        assert!(pos + dst.len() <= self.capacity);
+        // SAFETY: bounds asserted above; bytes are copied as plain data, never referenced.
+        unsafe { std::ptr::copy_nonoverlapping(self.data().add(pos), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// Clears the ring header (only before the peer sees the memory).
+    fn reset(&self) {
+        self.atomic_u64(HEAD).store(0, Ordering::Relaxed);
+        self.atomic_u64(TAIL).store(0, Ordering::Relaxed);
+        self.sleeping().store(0, Ordering::Relaxed);
+    }
+}
+
+/// The writing end of a ring.
+pub struct Producer {
+    ring: Ring,
+    tail: u64,
+}
+
+/// The reading end of a ring.
+pub struct Consumer {
+    ring: Ring,
+    head: u64,
+}
+
+/// Initialises a ring in fresh shared memory (before handing it to the peer).
+pub fn init(map: &Arc<Mapping>, base: usize, capacity: usize) -> Option<()> {
+    Ring::new(map.clone(), base, capacity)?.reset();
+    Some(())
+}
+
+impl Producer {
+    /// The producer of the ring at `base`; `None` if the geometry is invalid.
+    pub fn new(map: Arc<Mapping>, base: usize, capacity: usize) -> Option<Producer> {
+        let ring = Ring::new(map, base, capacity)?;
+        let tail = ring.atomic_u64(TAIL).load(Ordering::Acquire);
+        Some(Producer { ring, tail })
+    }
+
+    /// Largest payload one record may carry.
+    pub fn max_payload(&self) -> usize {
+        self.ring.capacity / 4 - RECORD_HEADER
+    }
+
+    /// Appends one record whose payload is the concatenation of `parts`, or reports
+    /// [`Full`]. `Corrupt` if the peer's head is impossible.
+    pub fn push(&mut self, header: Header, parts: &[&[u8]]) -> Result<Result<(), Full>, Corrupt> {
+        let raw: smallvec::SmallVec<[(*const u8, usize); 8]> =
+            parts.iter().map(|p| (p.as_ptr(), p.len())).collect();
+        // SAFETY: every part is a live slice borrowed for the duration of the call.
+        unsafe { self.push_raw(header, &raw) }
+    }
+
+    /// [`push`](Self::push) with the payload gathered from raw `(pointer, length)` parts.
+    ///
+    /// # Safety
+    ///
+    /// Each part must be readable for its length for the duration of the call.
+    pub unsafe fn push_raw(
+        &mut self,
+        mut header: Header,
+        parts: &[(*const u8, usize)],
+    ) -> Result<Result<(), Full>, Corrupt> {
+        let len: usize = parts.iter().map(|p| p.1).sum();
+        assert!(
+            len <= self.max_payload(),
+            "payload larger than a record may carry"
+        );
+        header.len = len as u32;
+        let cap = self.ring.capacity as u64;
+        let head = self.ring.atomic_u64(HEAD).load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        if used > cap {
+            return Err(Corrupt("head is ahead of tail or more than a ring behind"));
+        }
+        let total = record_len(len);
+        let pos = (self.tail % cap) as usize;
+        let contiguous = self.ring.capacity - pos;
+        let pad = if total > contiguous { contiguous } else { 0 };
+        if used + (pad + total) as u64 > cap {
+            return Ok(Err(Full));
+        }
+        if pad > 0 {
+            let h = Header {
+                kind: KIND_PAD,
+                len: (pad - RECORD_HEADER) as u32,
+                ..Header::default()
+            };
+            self.ring.write(pos, &h.to_bytes());
+            self.tail += pad as u64;
+        }
+        let pos = (self.tail % cap) as usize;
+        self.ring.write(pos, &header.to_bytes());
+        let mut at = pos + RECORD_HEADER;
+        for &(ptr, n) in parts {
+            assert!(at + n <= self.ring.capacity);
+            // SAFETY: the caller guarantees `ptr..ptr + n` is readable; the destination is
+            // inside the data area (asserted) and free (between tail and head + capacity).
+            unsafe { std::ptr::copy_nonoverlapping(ptr, self.ring.data().add(at), n) };
+            at += n;
+        }
+        self.tail += total as u64;
+        self.ring
+            .atomic_u64(TAIL)
+            .store(self.tail, Ordering::Release);
+        Ok(Ok(()))
+    }
+
+    /// Whether the consumer announced it is parking (then the producer signals its eventfd).
+    pub fn consumer_sleeping(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.ring.sleeping().load(Ordering::Relaxed) != 0
+    }
+}
+
+impl Consumer {
+    /// The consumer of the ring at `base`; `None` if the geometry is invalid.
+    pub fn new(map: Arc<Mapping>, base: usize, capacity: usize) -> Option<Consumer> {
+        let ring = Ring::new(map, base, capacity)?;
+        let head = ring.atomic_u64(HEAD).load(Ordering::Acquire);
+        Some(Consumer { ring, head })
+    }
+
+    /// The next record's header, skipping padding; `None` if the ring is empty.
+    pub fn peek(&mut self) -> Result<Option<Header>, Corrupt> {
+        let cap = self.ring.capacity as u64;
+        for _ in 0..2 {
+            let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
+            let avail = tail.wrapping_sub(self.head);
+            if avail == 0 {
+                return Ok(None);
+            }
+            if avail > cap {
+                return Err(Corrupt("tail is behind head or more than a ring ahead"));
+            }
+            if avail < RECORD_HEADER as u64 || !avail.is_multiple_of(RECORD_ALIGN as u64) {
+                return Err(Corrupt("tail does not end on a whole record"));
+            }
+            let pos = (self.head % cap) as usize;
+            let contiguous = self.ring.capacity - pos;
+            let mut raw = [0u8; RECORD_HEADER];
+            self.ring.read(pos, &mut raw);
+            let h = Header::from_bytes(&raw);
+            if h.kind == KIND_PAD {
+                if contiguous as u64 > avail {
+                    return Err(Corrupt("padding runs past the tail"));
+                }
+                self.advance(contiguous);
+                continue;
+            }
+            let total = record_len(h.len as usize);
+            if total > contiguous || total as u64 > avail || total > self.ring.capacity / 2 {
+                return Err(Corrupt("record length runs past the tail or the ring end"));
+            }
+            return Ok(Some(h));
+        }
+        Err(Corrupt("padding followed by padding"))
+    }
+
+    /// Copies payload bytes `from..from + dst.len()` of the record `header` (as returned by
+    /// the last `peek`) into `dst`.
+    ///
+    /// # Panics
+    ///
+    /// If the range is outside the record's payload (a caller bug, not peer input).
+    pub fn payload(&self, header: &Header, from: usize, dst: &mut [u8]) {
+        assert!(from + dst.len() <= header.len as usize);
+        let pos = (self.head % self.ring.capacity as u64) as usize;
+        self.ring.read(pos + RECORD_HEADER + from, dst);
+    }
+
+    /// Copies payload bytes `from..from + len` of the record `header` to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst..dst + len` must be writable and not aliased by a reference for the call.
+    ///
+    /// # Panics
+    ///
+    /// If the range is outside the record's payload (a caller bug, not peer input).
+    pub unsafe fn payload_raw(&self, header: &Header, from: usize, dst: *mut u8, len: usize) {
+        assert!(from + len <= header.len as usize);
+        let pos = (self.head % self.ring.capacity as u64) as usize + RECORD_HEADER + from;
+        assert!(pos + len <= self.ring.capacity);
+        // SAFETY: source inside the data area (asserted); destination by the caller's promise.
+        unsafe { std::ptr::copy_nonoverlapping(self.ring.data().add(pos), dst, len) }
+    }
+
+    /// Releases the record `header` (as returned by the last `peek`) to the producer.
+    pub fn consume(&mut self, header: &Header) {
+        self.advance(record_len(header.len as usize));
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.head += n as u64;
+        self.ring
+            .atomic_u64(HEAD)
+            .store(self.head, Ordering::Release);
+    }
+
+    /// Announces that the consumer is about to park; returns `false` (and withdraws the
+    /// announcement) if a record arrived meanwhile.
+    pub fn prepare_sleep(&self) -> bool {
+        self.ring.sleeping().store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
+        if tail != self.head {
+            self.ring.sleeping().store(0, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Withdraws a sleep announcement.
+    pub fn woke(&self) {
+        self.ring.sleeping().store(0, Ordering::Relaxed);
+    }
+
+    /// Raw access for fault-injection tests: the mapping and the ring's base offset.
+    #[cfg(test)]
+    pub fn raw_parts(&self) -> (Arc<Mapping>, usize, usize) {
+        (self.ring.map.clone(), self.ring.base, self.ring.capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys;
+
+    fn ring(cap: usize) -> (Producer, Consumer) {
+        let fd = sys::memfd("ring-test", ring_bytes(cap)).unwrap();
+        let map = Arc::new(sys::Mapping::new(&fd, ring_bytes(cap)).unwrap());
+        init(&map, 0, cap).unwrap();
+        (
+            Producer::new(map.clone(), 0, cap).unwrap(),
+            Consumer::new(map, 0, cap).unwrap(),
+        )
+    }
+
+    #[test]
+    fn records_round_trip_in_order_across_wraps() {
+        let (mut p, mut c) = ring(1024);
+        let mut next_expected = 0u64;
+        for i in 0..500u64 {
+            let payload = vec![i as u8; (i as usize * 7) % 200];
+            loop {
+                match p
+                    .push(
+                        Header {
+                            kind: 1,
+                            token: i,
+                            ..Header::default()
+                        },
+                        &[&payload],
+                    )
+                    .unwrap()
+                {
+                    Ok(()) => break,
+                    Err(Full) => {
+                        let h = c.peek().unwrap().unwrap();
+                        let mut got = vec![0u8; h.len as usize];
+                        c.payload(&h, 0, &mut got);
+                        assert_eq!(h.token, next_expected);
+                        assert!(got.iter().all(|&b| b == h.token as u8));
+                        c.consume(&h);
+                        next_expected += 1;
+                    }
+                }
+            }
+        }
+        while let Some(h) = c.peek().unwrap() {
+            assert_eq!(h.token, next_expected);
+            c.consume(&h);
+            next_expected += 1;
+        }
+        assert_eq!(next_expected, 500);
+    }
+
+    #[test]
+    fn scribbled_positions_are_corrupt_not_panics() {
+        let (mut p, mut c) = ring(1024);
+        p.push(
+            Header {
+                kind: 1,
+                ..Header::default()
+            },
+            &[b"abc"],
+        )
+        .unwrap()
+        .unwrap();
+        let (map, base, _) = c.raw_parts();
+        let tail = Ring::new(map.clone(), base, 1024).unwrap();
+        tail.atomic_u64(TAIL).store(5000, Ordering::Release);
+        assert!(c.peek().is_err());
+        tail.atomic_u64(TAIL).store(40, Ordering::Release);
+        assert!(c.peek().is_err());
+        tail.atomic_u64(TAIL).store(32, Ordering::Release);
+        tail.write(4, &u32::MAX.to_le_bytes()); // len
+        assert!(c.peek().is_err());
+        tail.atomic_u64(HEAD).store(99_999, Ordering::Release);
+        assert!(p.push(Header::default(), &[]).is_err());
+    }
+}

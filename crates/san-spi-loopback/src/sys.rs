@@ -1,0 +1,264 @@
+//! The few Linux calls the transport needs, each wrapped once: memfd + mmap, eventfd,
+//! poll, and file-descriptor passing over a Unix socket.
+//!
+//! # Safety
+//!
+//! This is one of the two modules with `unsafe` (the other is `ring`). Every block calls
+//! libc with pointers to live, correctly sized local buffers, or maps / unmaps a region
+//! owned by [`Mapping`].
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A new anonymous shared-memory file of `len` bytes.
+pub fn memfd(name: &str, len: usize) -> io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
+    let fd = check(unsafe {
+        libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `fd` is a valid descriptor; ftruncate only sizes the file.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+    // Fix the size for good, so that neither side can shrink the file under the other's
+    // mapping (which would turn an access into SIGBUS).
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: plain fcntl on a valid descriptor.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(fd)
+}
+
+/// Whether the memfd can no longer shrink (a peer's file is only mapped if so).
+pub fn is_size_sealed(fd: &OwnedFd) -> bool {
+    // SAFETY: plain fcntl on a valid descriptor.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & libc::F_SEAL_SHRINK != 0
+}
+
+/// The size of the file behind `fd`.
+pub fn file_len(fd: &OwnedFd) -> io::Result<usize> {
+    // SAFETY: `st` is a plain-data struct that fstat fills; `fd` is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.st_size as usize)
+}
+
+/// A shared, read-write mapping of a whole memfd. Unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access goes through atomics or byte
+// copies that tolerate concurrent writers (see `ring`).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` shared.
+    pub fn new(fd: &OwnedFd, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh mapping chosen by the kernel; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p as *mut u8).ok_or(io::ErrorKind::Other)?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// Start of the mapping.
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length of the mapping.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `new` mapped; nothing refers to it any more
+        // (every user holds the `Arc<Mapping>` that is being dropped).
+        unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
+    }
+}
+
+/// A new nonblocking eventfd.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall without pointers.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd (wakes a waiter).
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live local; a full counter (EAGAIN) already wakes.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// Resets an eventfd to 0.
+pub fn eventfd_drain(fd: RawFd) {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a live local; EAGAIN (already 0) is fine.
+    unsafe { libc::read(fd, &mut v as *mut u64 as *mut libc::c_void, 8) };
+}
+
+/// What [`wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The eventfd was signalled.
+    pub event: bool,
+    /// The socket hung up or errored (the peer is gone).
+    pub hangup: bool,
+}
+
+/// Waits up to `timeout_ms` for `event` to be readable or `socket` to hang up.
+pub fn wait(event: RawFd, socket: RawFd, timeout_ms: i32) -> Ready {
+    let mut fds = [
+        libc::pollfd {
+            fd: event,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: socket,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a live array of two pollfd.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+    if n <= 0 {
+        return Ready {
+            event: false,
+            hangup: false,
+        };
+    }
+    Ready {
+        event: fds[0].revents & libc::POLLIN != 0,
+        hangup: fds[1].revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0,
+    }
+}
+
+/// Sends `data` and the descriptors `fds` over a connected Unix stream socket.
+pub fn send_fds(socket: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let fd_bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; every pointer set below refers to a live local.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    // SAFETY: the control buffer holds one header of CMSG_SPACE(fd_bytes) bytes.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(cmsg), fd_bytes);
+    }
+    // SAFETY: `msg` and everything it points to are live for the call.
+    let n = unsafe { libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != data.len() {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(())
+}
+
+/// Receives up to `data.len()` bytes and up to `max_fds` descriptors. Returns the byte
+/// count and the descriptors received (owned; closed on drop).
+pub fn recv_fds(
+    socket: RawFd,
+    data: &mut [u8],
+    max_fds: usize,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let fd_bytes = max_fds * std::mem::size_of::<RawFd>();
+    // SAFETY: pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; pointers below refer to live locals.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    // SAFETY: as above; MSG_CMSG_CLOEXEC marks received descriptors close-on-exec.
+    let n = unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: walks the control headers the kernel wrote into `control`, reading each
+    // descriptor with an unaligned read; every descriptor received is taken into an OwnedFd.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let payload = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let data = libc::CMSG_DATA(cmsg);
+                for i in 0..payload / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(
+                        data.add(i * std::mem::size_of::<RawFd>()) as *const RawFd
+                    );
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, fds))
+}
+
+/// Cryptographically random 64 bits (for registration keys).
+pub fn random_u64() -> u64 {
+    let mut v = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        // SAFETY: writes at most the remaining bytes of the live local `v`.
+        let n = unsafe { libc::getrandom(v[got..].as_mut_ptr() as *mut libc::c_void, 8 - got, 0) };
+        if n > 0 {
+            got += n as usize;
+        }
+    }
+    u64::from_le_bytes(v)
+}
