@@ -1,0 +1,751 @@
+//! `san-spi-testkit` — one conformance suite for every [`Transport`], and the fake switch.
+//!
+//! Each suite function is generic over a [`Harness`] that makes fresh, isolated transports.
+//! A new transport gets the whole suite with one line:
+//!
+//! ```ignore
+//! san_spi_testkit::transport_conformance!(loopback, my_crate::LoopbackHarness);
+//! ```
+//!
+//! Every test creates its own transport (a unique name is passed to the harness), bounds
+//! every wait (a missing completion fails the test instead of hanging it), and checks
+//! completions exactly: token, operation, bytes or error.
+//!
+//! The recording fake switch of the core (`san_spi_core::testing`) is re-exported for
+//! provider tests.
+
+use san_spi_core::transport::{
+    block_on, Completion, Endpoint, Listener, MemAccess, Memory, MemoryHandle, Op, PostError,
+    RemoteTarget, Sge, Transport,
+};
+use san_spi_core::WsaError;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub use san_spi_core::testing::{FakeSwitch, FakeTransport, Upcall};
+
+/// Makes transports for the suite.
+pub trait Harness: 'static {
+    /// The transport under test.
+    type T: Transport + Clone + Send + Sync + 'static;
+
+    /// A fresh transport isolated from every other test (`test` is unique per test).
+    fn transport(test: &str) -> Self::T;
+}
+
+/// How long any single completion may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+static PORT: AtomicU16 = AtomicU16::new(20_000);
+
+fn next_addr() -> SocketAddr {
+    let port = PORT.fetch_add(1, Ordering::Relaxed);
+    SocketAddr::from(([198, 18, 0, 1], port))
+}
+
+/// A connected pair: `(transport, client, server)`.
+pub fn pair<H: Harness>(test: &str) -> (H::T, EndpointOf<H>, EndpointOf<H>) {
+    let t = H::transport(test);
+    let addr = next_addr();
+    let listener = block_on(t.listen(addr)).expect("listen");
+    let server = std::thread::spawn(move || block_on(listener.accept()).expect("accept"));
+    let client = block_on(t.connect(addr)).expect("connect");
+    let server = server.join().expect("accept thread");
+    (t, client, server)
+}
+
+/// The endpoint type of a harness.
+pub type EndpointOf<H> = <<H as Harness>::T as Transport>::Endpoint;
+
+/// A heap buffer registered with a transport; deregistered on drop.
+pub struct Buf<'t, T: Memory> {
+    t: &'t T,
+    /// The bytes (boxed: the address never moves).
+    pub bytes: Box<[u8]>,
+    /// The registration, until deregistered.
+    pub handle: Option<MemoryHandle>,
+}
+
+impl<'t, T: Memory> Buf<'t, T> {
+    /// `len` bytes of `fill`, registered with `access`.
+    pub fn new(t: &'t T, len: usize, fill: u8, access: MemAccess) -> Buf<'t, T> {
+        let mut bytes = vec![fill; len].into_boxed_slice();
+        // SAFETY: the box is owned by the returned value, never moved or freed before
+        // `drop` deregisters it, and tests only look at it once operations completed.
+        let handle = unsafe { t.register(bytes.as_mut_ptr(), len, access) }.expect("register");
+        Buf {
+            t,
+            bytes,
+            handle: Some(handle),
+        }
+    }
+
+    /// The registration handle.
+    ///
+    /// # Panics
+    ///
+    /// If the buffer was deregistered.
+    pub fn handle(&self) -> MemoryHandle {
+        self.handle.expect("registered")
+    }
+
+    /// One SGE over `range`.
+    pub fn sge(&self, range: std::ops::Range<usize>) -> Sge {
+        assert!(range.end <= self.bytes.len());
+        Sge {
+            handle: self.handle(),
+            addr: self.bytes.as_ptr() as u64 + range.start as u64,
+            len: range.len() as u32,
+        }
+    }
+
+    /// The exported RDMA descriptor.
+    pub fn descriptor(&self) -> Vec<u8> {
+        let mut d = vec![0u8; 256];
+        let n = self.t.export(self.handle(), &mut d).expect("export");
+        d.truncate(n);
+        d
+    }
+
+    /// Deregisters now.
+    pub fn deregister(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.t.deregister(h).expect("deregister");
+        }
+    }
+}
+
+impl<'t, T: Memory> Drop for Buf<'t, T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = self.t.deregister(h);
+        }
+    }
+}
+
+/// Waits for exactly one completion; fails the test after [`TIMEOUT`].
+pub fn wait_one<E: Endpoint>(ep: &E) -> Completion {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut c = [Completion::default(); 1];
+    loop {
+        if ep.poll(&mut c) == 1 {
+            return c[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no completion within {TIMEOUT:?}"
+        );
+        ep.wait(Duration::from_millis(50));
+    }
+}
+
+/// Asserts no completion arrives within `d`.
+pub fn assert_quiet<E: Endpoint>(ep: &E, d: Duration) {
+    let deadline = Instant::now() + d;
+    let mut c = [Completion::default(); 1];
+    while Instant::now() < deadline {
+        assert_eq!(ep.poll(&mut c), 0, "unexpected completion {:?}", c[0]);
+        ep.wait(Duration::from_millis(10));
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed as u32) as u8
+        })
+        .collect()
+}
+
+fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Connects, accepts, and both ends can exchange a message each way.
+pub fn connect_accept_exchange<H: Harness>() {
+    let (t, c, s) = pair::<H>("connect_accept_exchange");
+    let mut a = Buf::new(&t, 64, 0, MemAccess::READ_WRITE);
+    let mut b = Buf::new(&t, 64, 0, MemAccess::READ_WRITE);
+    a.bytes[..4].copy_from_slice(b"ping");
+    s.post_recv(&[b.sge(0..64)], 1).unwrap();
+    c.post_send(&[a.sge(0..4)], 2).unwrap();
+    assert_eq!(
+        wait_one(&s),
+        Completion {
+            token: 1,
+            op: Op::Recv,
+            result: Ok(4)
+        }
+    );
+    assert_eq!(
+        wait_one(&c),
+        Completion {
+            token: 2,
+            op: Op::Send,
+            result: Ok(4)
+        }
+    );
+    assert_eq!(&b.bytes[..4], b"ping");
+    b.bytes[..4].copy_from_slice(b"pong");
+    c.post_recv(&[a.sge(0..64)], 3).unwrap();
+    s.post_send(&[b.sge(0..4)], 4).unwrap();
+    assert_eq!(wait_one(&c).result, Ok(4));
+    assert_eq!(wait_one(&s).result, Ok(4));
+    assert_eq!(&a.bytes[..4], b"pong");
+    a.deregister();
+    b.deregister();
+}
+
+/// Messages arrive in order with their boundaries, whatever their sizes (0 bytes to
+/// larger than a ring record), and tokens come back untouched.
+pub fn messages_keep_order_and_boundaries<H: Harness>() {
+    let (t, c, s) = pair::<H>("messages_keep_order_and_boundaries");
+    let sizes = [0usize, 1, 7, 64, 4096, 100_000, 3 << 20, 5];
+    let total: usize = sizes.iter().sum();
+    let src_bytes = pattern(total, 3);
+    let mut src = Buf::new(&t, total, 0, MemAccess::READ);
+    src.bytes.copy_from_slice(&src_bytes);
+    let dst = Buf::new(&t, sizes.len() * (4 << 20), 0xEE, MemAccess::WRITE);
+    for i in 0..sizes.len() {
+        s.post_recv(
+            &[dst.sge(i * (4 << 20)..(i + 1) * (4 << 20))],
+            100 + i as u64,
+        )
+        .unwrap();
+    }
+    let mut at = 0;
+    for (i, &n) in sizes.iter().enumerate() {
+        c.post_send(&[src.sge(at..at + n)], 0xF000_0000_0000_0000 | i as u64)
+            .unwrap();
+        at += n;
+    }
+    let mut at = 0;
+    for (i, &n) in sizes.iter().enumerate() {
+        let r = wait_one(&s);
+        assert_eq!(
+            r,
+            Completion {
+                token: 100 + i as u64,
+                op: Op::Recv,
+                result: Ok(n as u32)
+            }
+        );
+        let got = &dst.bytes[i * (4 << 20)..i * (4 << 20) + n];
+        assert!(got == &src_bytes[at..at + n], "message {i} differs");
+        assert_eq!(dst.bytes[i * (4 << 20) + n], 0xEE, "message {i} overran");
+        at += n;
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        let r = wait_one(&c);
+        assert_eq!(r.token, 0xF000_0000_0000_0000 | i as u64);
+        assert_eq!(r.result, Ok(n as u32));
+    }
+}
+
+/// A send with no receive posted waits for one: nothing is dropped or reordered.
+pub fn send_before_recv_waits<H: Harness>() {
+    let (t, c, s) = pair::<H>("send_before_recv_waits");
+    let mut src = Buf::new(&t, 3, 0, MemAccess::READ);
+    src.bytes.copy_from_slice(b"abc");
+    let dst = Buf::new(&t, 3, 0, MemAccess::WRITE);
+    for i in 0..3 {
+        c.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
+    }
+    assert_quiet(&s, Duration::from_millis(100));
+    for i in 0..3 {
+        s.post_recv(&[dst.sge(i..i + 1)], 10 + i as u64).unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(
+            wait_one(&s),
+            Completion {
+                token: 10 + i as u64,
+                op: Op::Recv,
+                result: Ok(1)
+            }
+        );
+    }
+    assert_eq!(&dst.bytes[..], b"abc");
+}
+
+/// A message larger than the receive posted for it fails that receive (WSAEMSGSIZE)
+/// without overrunning it; the next message is unaffected.
+pub fn oversized_message_fails_the_receive<H: Harness>() {
+    let (t, c, s) = pair::<H>("oversized_message_fails_the_receive");
+    let src = Buf::new(&t, 100, 7, MemAccess::READ);
+    let dst = Buf::new(&t, 64, 0, MemAccess::WRITE);
+    s.post_recv(&[dst.sge(0..10)], 1).unwrap();
+    s.post_recv(&[dst.sge(10..64)], 2).unwrap();
+    c.post_send(&[src.sge(0..20)], 3).unwrap();
+    c.post_send(&[src.sge(0..5)], 4).unwrap();
+    assert_eq!(wait_one(&s).result, Err(WsaError::MsgSize));
+    assert_eq!(
+        wait_one(&s),
+        Completion {
+            token: 2,
+            op: Op::Recv,
+            result: Ok(5)
+        }
+    );
+    assert!(dst.bytes[..10].iter().all(|&b| b == 7));
+    assert!(dst.bytes[15..].iter().all(|&b| b == 0), "overrun");
+}
+
+/// RDMA write and read move exactly the bytes addressed, at an offset, through many SGEs
+/// from two registrations.
+pub fn rdma_write_read_with_offsets_and_many_sges<H: Harness>() {
+    let (t, c, s) = pair::<H>("rdma_write_read_with_offsets_and_many_sges");
+    let region = Buf::new(&t, 1 << 20, 0xAA, MemAccess::READ_WRITE);
+    let desc = region.descriptor();
+    let data = pattern(200_000, 9);
+    let mut a = Buf::new(&t, 100_000, 0, MemAccess::READ_WRITE);
+    let mut b = Buf::new(&t, 100_000, 0, MemAccess::READ_WRITE);
+    a.bytes.copy_from_slice(&data[..100_000]);
+    b.bytes.copy_from_slice(&data[100_000..]);
+    // Eight SGEs alternating between the two registrations, in data order.
+    let mut sges = Vec::new();
+    for k in 0..4 {
+        sges.push(a.sge(k * 25_000..(k + 1) * 25_000));
+    }
+    for k in 0..4 {
+        sges.push(b.sge(k * 25_000..(k + 1) * 25_000));
+    }
+    let target = RemoteTarget {
+        descriptor: &desc,
+        offset: 4096,
+    };
+    c.rdma_write(&sges, target, 77).unwrap();
+    assert_eq!(
+        wait_one(&c),
+        Completion {
+            token: 77,
+            op: Op::RdmaWrite,
+            result: Ok(200_000)
+        }
+    );
+    assert!(
+        region.bytes[4096..204_096] == data[..],
+        "written bytes differ"
+    );
+    assert!(
+        region.bytes[..4096].iter().all(|&x| x == 0xAA),
+        "wrote before the offset"
+    );
+    assert!(
+        region.bytes[204_096..].iter().all(|&x| x == 0xAA),
+        "wrote past the range"
+    );
+    // Read it back into five SGEs of a third registration.
+    let back = Buf::new(&t, 200_000, 0, MemAccess::WRITE);
+    let rsges: Vec<Sge> = (0..5)
+        .map(|k| back.sge(k * 40_000..(k + 1) * 40_000))
+        .collect();
+    c.rdma_read(
+        &rsges,
+        RemoteTarget {
+            descriptor: &desc,
+            offset: 4096,
+        },
+        78,
+    )
+    .unwrap();
+    assert_eq!(
+        wait_one(&c),
+        Completion {
+            token: 78,
+            op: Op::RdmaRead,
+            result: Ok(200_000)
+        }
+    );
+    assert!(back.bytes[..] == data[..], "read bytes differ");
+    assert_quiet(&s, Duration::from_millis(20));
+}
+
+/// A region exported read-only rejects writes; write-only rejects reads; nothing moves.
+pub fn access_rights_are_enforced<H: Harness>() {
+    let (t, c, _s) = pair::<H>("access_rights_are_enforced");
+    let ro = Buf::new(&t, 4096, 0x11, MemAccess::READ);
+    let wo = Buf::new(&t, 4096, 0x22, MemAccess::WRITE);
+    let local = Buf::new(&t, 4096, 0x33, MemAccess::READ_WRITE);
+    let d = ro.descriptor();
+    c.rdma_write(
+        &[local.sge(0..100)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        1,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+    assert!(
+        ro.bytes.iter().all(|&x| x == 0x11),
+        "read-only region written"
+    );
+    let d = wo.descriptor();
+    c.rdma_read(
+        &[local.sge(0..100)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        2,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+    assert!(
+        local.bytes.iter().all(|&x| x == 0x33),
+        "local buffer written by a refused read"
+    );
+}
+
+/// Out-of-bounds, stale (deregistered) and forged descriptors are rejected with zero bytes
+/// touched, even the part of a range that would have been in bounds.
+pub fn bad_remote_accesses_touch_nothing<H: Harness>() {
+    let (t, c, _s) = pair::<H>("bad_remote_accesses_touch_nothing");
+    let mut region = Buf::new(&t, 8192, 0x5A, MemAccess::READ_WRITE);
+    let src = Buf::new(&t, 8192, 0x01, MemAccess::READ_WRITE);
+    let d = region.descriptor();
+    // Runs past the end by one byte.
+    c.rdma_write(
+        &[src.sge(0..4097)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 4096,
+        },
+        1,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+    // Offset beyond the region.
+    c.rdma_read(
+        &[src.sge(0..1)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 1 << 40,
+        },
+        2,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+    assert!(region.bytes.iter().all(|&x| x == 0x5A), "bytes touched");
+    // Forged: same shape, different key.
+    let mut forged = d.clone();
+    for b in forged.iter_mut().skip(8).take(8) {
+        *b ^= 0x5C;
+    }
+    c.rdma_write(
+        &[src.sge(0..10)],
+        RemoteTarget {
+            descriptor: &forged,
+            offset: 0,
+        },
+        3,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+    // Malformed: refused at post time.
+    assert_eq!(
+        c.rdma_write(
+            &[src.sge(0..10)],
+            RemoteTarget {
+                descriptor: &[1, 2, 3],
+                offset: 0
+            },
+            4
+        ),
+        Err(PostError::BadDescriptor)
+    );
+    // Stale.
+    region.deregister();
+    c.rdma_write(
+        &[src.sge(0..10)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        5,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+    assert!(region.bytes.iter().all(|&x| x == 0x5A), "bytes touched");
+}
+
+/// Local SGEs outside their registration, with the wrong rights, or with an unknown handle
+/// are refused at post time.
+pub fn local_sges_are_checked<H: Harness>() {
+    let (t, c, _s) = pair::<H>("local_sges_are_checked");
+    let ro = Buf::new(&t, 100, 0, MemAccess::READ);
+    let mut outside = ro.sge(0..100);
+    outside.len = 101;
+    assert_eq!(
+        c.post_send(&[outside], 1),
+        Err(PostError::InvalidSge { index: 0 })
+    );
+    assert_eq!(
+        c.post_recv(&[ro.sge(0..10)], 2),
+        Err(PostError::InvalidSge { index: 0 }),
+        "receiving into a read-only registration"
+    );
+    let mut unknown = ro.sge(0..10);
+    unknown.handle = MemoryHandle::new(0xDEAD_BEEF).unwrap();
+    assert_eq!(
+        c.post_send(&[ro.sge(0..10), unknown], 3),
+        Err(PostError::InvalidSge { index: 1 })
+    );
+    assert_quiet(&c, Duration::from_millis(20));
+}
+
+/// Deregistering the target region while an RDMA write streams into it ends the write
+/// with success (finished first) or an error, never a crash; later writes fail.
+pub fn deregistration_while_in_flight<H: Harness>() {
+    let (t, c, _s) = pair::<H>("deregistration_while_in_flight");
+    let len = 32 << 20;
+    let mut region = Buf::new(&t, len, 0, MemAccess::READ_WRITE);
+    let src = Buf::new(&t, len, 0x77, MemAccess::READ);
+    let d = region.descriptor();
+    c.rdma_write(
+        &[src.sge(0..len)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        1,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1));
+    region.deregister();
+    let r = wait_one(&c);
+    assert_eq!(r.token, 1);
+    assert!(r.result == Ok(len as u32) || r.result.is_err());
+    c.rdma_write(
+        &[src.sge(0..10)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        2,
+    )
+    .unwrap();
+    assert!(wait_one(&c).result.is_err());
+}
+
+/// `WSPMemoryRegistrationCacheCallback` drops every overlapping registration, and only those.
+pub fn cache_callback_drops_every_overlapping<H: Harness>() {
+    let (t, c, _s) = pair::<H>("cache_callback_drops_every_overlapping");
+    let mut mem = vec![0u8; 400].into_boxed_slice();
+    let base = mem.as_mut_ptr();
+    let reg = |off: usize, len: usize| {
+        // SAFETY: `mem` outlives the registrations (dropped or invalidated below).
+        unsafe { t.register(base.add(off), len, MemAccess::READ_WRITE) }.unwrap()
+    };
+    let r1 = reg(0, 100);
+    let r2 = reg(50, 100);
+    let r3 = reg(200, 100);
+    assert_eq!(t.invalidate(base as u64 + 60, 10), 2);
+    let mut d = vec![0u8; 256];
+    assert!(t.export(r1, &mut d).is_err());
+    assert!(t.export(r2, &mut d).is_err());
+    let n = t.export(r3, &mut d).unwrap();
+    let src = Buf::new(&t, 10, 1, MemAccess::READ);
+    c.rdma_write(
+        &[src.sge(0..10)],
+        RemoteTarget {
+            descriptor: &d[..n],
+            offset: 0,
+        },
+        1,
+    )
+    .unwrap();
+    assert_eq!(wait_one(&c).result, Ok(10));
+    assert_eq!(&mem[200..210], &[1u8; 10]);
+    t.deregister(r3).unwrap();
+    drop(mem);
+}
+
+/// Closing an endpoint completes each pending operation with WSA_OPERATION_ABORTED,
+/// exactly once, and later posts are refused.
+pub fn close_aborts_pending_exactly_once<H: Harness>() {
+    let (t, c, s) = pair::<H>("close_aborts_pending_exactly_once");
+    let dst = Buf::new(&t, 300, 0, MemAccess::WRITE);
+    for i in 0..3 {
+        s.post_recv(&[dst.sge(i * 100..(i + 1) * 100)], i as u64)
+            .unwrap();
+    }
+    s.close();
+    let mut tokens: Vec<u64> = (0..3)
+        .map(|_| {
+            let r = wait_one(&s);
+            assert_eq!(
+                (r.op, r.result),
+                (Op::Recv, Err(WsaError::OperationAborted))
+            );
+            r.token
+        })
+        .collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, vec![0, 1, 2]);
+    assert_quiet(&s, Duration::from_millis(50));
+    assert_eq!(s.post_recv(&[dst.sge(0..1)], 9), Err(PostError::Closed));
+    drop(c);
+}
+
+/// The peer closing (or going away) fails pending operations promptly: errors, not hangs.
+pub fn peer_close_fails_pending<H: Harness>() {
+    let (t, c, s) = pair::<H>("peer_close_fails_pending");
+    let dst = Buf::new(&t, 100, 0, MemAccess::WRITE);
+    s.post_recv(&[dst.sge(0..100)], 5).unwrap();
+    let start = Instant::now();
+    c.close();
+    let r = wait_one(&s);
+    assert_eq!(r.token, 5);
+    assert!(r.result.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    let src = Buf::new(&t, 10, 0, MemAccess::READ);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match s.post_send(&[src.sge(0..10)], 6) {
+            Err(PostError::Closed) => break,
+            other => {
+                // Posted before the close was seen: it must still complete (with any result).
+                if other.is_ok() {
+                    let _ = wait_one(&s);
+                }
+                assert!(Instant::now() < deadline, "peer close never observed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// 64 MiB by message and by RDMA write and read, verified by checksum.
+pub fn large_transfers_verify_by_checksum<H: Harness>() {
+    let (t, c, s) = pair::<H>("large_transfers_verify_by_checksum");
+    let len = 64 << 20;
+    let data = pattern(len, 42);
+    let sum = checksum(&data);
+    let mut src = Buf::new(&t, len, 0, MemAccess::READ);
+    src.bytes.copy_from_slice(&data);
+    let dst = Buf::new(&t, len, 0, MemAccess::READ_WRITE);
+    s.post_recv(&[dst.sge(0..len)], 1).unwrap();
+    c.post_send(&[src.sge(0..len)], 2).unwrap();
+    assert_eq!(wait_one(&s).result, Ok(len as u32));
+    assert_eq!(wait_one(&c).result, Ok(len as u32));
+    assert_eq!(checksum(&dst.bytes), sum, "message checksum");
+    let region = Buf::new(&t, len, 0, MemAccess::READ_WRITE);
+    let d = region.descriptor();
+    c.rdma_write(
+        &[src.sge(0..len)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(wait_one(&c).result, Ok(len as u32));
+    assert_eq!(checksum(&region.bytes), sum, "RDMA write checksum");
+    c.rdma_read(
+        &[dst.sge(0..len)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        4,
+    )
+    .unwrap();
+    assert_eq!(wait_one(&c).result, Ok(len as u32));
+    assert_eq!(checksum(&dst.bytes), sum, "RDMA read checksum");
+}
+
+/// A full queue is back-pressure (`QueueFull`), never another error; everything queued is
+/// delivered once the receiver catches up.
+pub fn full_queue_is_back_pressure<H: Harness>() {
+    let (t, c, s) = pair::<H>("full_queue_is_back_pressure");
+    let src = Buf::new(&t, 64 << 10, 3, MemAccess::READ);
+    let dst = Buf::new(&t, 64 << 10, 0, MemAccess::WRITE);
+    let mut posted = 0u64;
+    let mut full = false;
+    for i in 0..100_000u64 {
+        match c.post_send(&[src.sge(0..64 << 10)], i) {
+            Ok(()) => posted += 1,
+            Err(PostError::QueueFull) => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("post {i}: {e} instead of back-pressure"),
+        }
+    }
+    assert!(full, "the send queue never filled");
+    let mut received = 0u64;
+    let mut sent = 0u64;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut cs = [Completion::default(); 64];
+    while received < posted || sent < posted {
+        assert!(Instant::now() < deadline, "received {received} of {posted}");
+        if received < posted {
+            if let Ok(()) = s.post_recv(&[dst.sge(0..64 << 10)], received) {
+                let r = wait_one(&s);
+                assert_eq!(
+                    r,
+                    Completion {
+                        token: received,
+                        op: Op::Recv,
+                        result: Ok(64 << 10)
+                    }
+                );
+                received += 1;
+            }
+        }
+        let n = c.poll(&mut cs);
+        for x in &cs[..n] {
+            assert_eq!(x.token, sent);
+            assert_eq!(x.result, Ok(64 << 10));
+            sent += 1;
+        }
+    }
+}
+
+/// Instantiates the whole suite for a harness: `transport_conformance!(name, Harness);`.
+#[macro_export]
+macro_rules! transport_conformance {
+    ($name:ident, $harness:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::transport_conformance!(@tests $harness;
+                connect_accept_exchange,
+                messages_keep_order_and_boundaries,
+                send_before_recv_waits,
+                oversized_message_fails_the_receive,
+                rdma_write_read_with_offsets_and_many_sges,
+                access_rights_are_enforced,
+                bad_remote_accesses_touch_nothing,
+                local_sges_are_checked,
+                deregistration_while_in_flight,
+                cache_callback_drops_every_overlapping,
+                close_aborts_pending_exactly_once,
+                peer_close_fails_pending,
+                large_transfers_verify_by_checksum,
+                full_queue_is_back_pressure,
+            );
+        }
+    };
+    (@tests $harness:ty; $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::$test::<$harness>();
+            }
+        )*
+    };
+}
