@@ -278,6 +278,23 @@ impl Shared {
         self.cq_ready.notify_all();
     }
 
+    fn is_down(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire)
+    }
+
+    /// Records an RDMA operation waiting for the peer, unless the endpoint is down.
+    fn add_pending(&self, op: u64, p: Pending) -> Result<(), PostError> {
+        let mut pending = lock(&self.pending);
+        if self.is_down() {
+            return Err(PostError::Closed);
+        }
+        if pending.len() >= self.limits.max_inflight {
+            return Err(PostError::QueueFull);
+        }
+        pending.insert(op, p);
+        Ok(())
+    }
+
     fn usable(&self) -> Result<(), PostError> {
         if self.closed.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
             return Err(PostError::Closed);
@@ -318,6 +335,10 @@ impl Shared {
     /// Queues a job; if nothing is ahead of it, pumps right away in the caller's thread.
     fn submit(&self, job: Job, internal: bool) -> Result<(), PostError> {
         let mut out = lock(&self.out);
+        // Checked under the lock `fail_all` drains with, so no job slips in after the drain.
+        if !internal && self.is_down() {
+            return Err(PostError::Closed);
+        }
         if !internal && out.jobs.len() - out.internal >= self.limits.max_jobs {
             return Err(PostError::QueueFull);
         }
@@ -746,7 +767,11 @@ impl Shared {
             let n = inc.received.min(inc.capacity) as u32;
             let r = match inc.error {
                 None if inc.received == inc.total => Ok(n),
-                None => return Err(Corrupt("message shorter than announced")),
+                None => {
+                    // The receive was taken out of the queue: complete it before failing.
+                    self.complete(inc.recv.token, Op::Recv, Err(WsaError::ConnReset));
+                    return Err(Corrupt("message shorter than announced"));
+                }
                 Some(e) => Err(e),
             };
             self.complete(inc.recv.token, Op::Recv, r);
@@ -998,19 +1023,11 @@ impl LoopbackEndpoint {
 
     /// Whether the connection is unusable (closed here, closed by the peer, or broken).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire) || self.shared.broken.load(Ordering::Acquire)
+        self.shared.is_down()
     }
 
     fn next_op(&self) -> u64 {
         self.shared.next_op.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn reserve_inflight(&self) -> Result<(), PostError> {
-        if lock(&self.shared.pending).len() >= self.shared.limits.max_inflight {
-            Err(PostError::QueueFull)
-        } else {
-            Ok(())
-        }
     }
 }
 
@@ -1034,6 +1051,9 @@ impl Endpoint for LoopbackEndpoint {
         self.shared.check_sges(sges, MemAccess::WRITE)?;
         {
             let mut recvs = lock(&self.shared.recvs);
+            if self.shared.is_down() {
+                return Err(PostError::Closed);
+            }
             if recvs.len() >= self.shared.limits.max_recvs {
                 return Err(PostError::QueueFull);
             }
@@ -1056,9 +1076,9 @@ impl Endpoint for LoopbackEndpoint {
         self.shared.usable()?;
         let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
         let total = self.shared.check_sges(sges, MemAccess::READ)?;
-        self.reserve_inflight()?;
         let op = self.next_op();
-        lock(&self.shared.pending).insert(op, Pending::Write { token, total });
+        self.shared
+            .add_pending(op, Pending::Write { token, total })?;
         let job = Job {
             kind: JobKind::Write {
                 sges: sges.iter().copied().collect(),
@@ -1084,9 +1104,8 @@ impl Endpoint for LoopbackEndpoint {
         self.shared.usable()?;
         let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
         let total = self.shared.check_sges(sges, MemAccess::WRITE)?;
-        self.reserve_inflight()?;
         let op = self.next_op();
-        lock(&self.shared.pending).insert(
+        self.shared.add_pending(
             op,
             Pending::Read {
                 token,
@@ -1094,7 +1113,7 @@ impl Endpoint for LoopbackEndpoint {
                 total,
                 received: 0,
             },
-        );
+        )?;
         let job = Job {
             kind: JobKind::ReadReq {
                 key,

@@ -322,3 +322,121 @@ impl Transport for LoopbackTransport {
         self.endpoint(socket, &fd, capacity, true, (efd_acceptor, efd_connector))
     }
 }
+
+/// Fault injection for tests: the connecting side of the handshake without an endpoint,
+/// with raw access to the shared memory, to play a hostile or dying peer.
+#[doc(hidden)]
+pub mod fault {
+    use super::*;
+
+    /// A raw connection to a listener.
+    pub struct RawPeer {
+        map: Arc<sys::Mapping>,
+        efd_victim: OwnedFd,
+        _efd_own: OwnedFd,
+        _socket: UnixStream,
+        /// Data bytes of each ring.
+        pub capacity: usize,
+    }
+
+    impl std::fmt::Debug for RawPeer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RawPeer")
+                .field("len", &self.map.len())
+                .finish()
+        }
+    }
+
+    /// Connects to `addr` in `namespace` like [`Transport::connect`], but returns the raw
+    /// shared memory instead of an endpoint.
+    pub fn connect_raw(
+        namespace: &str,
+        addr: SocketAddr,
+        capacity: usize,
+    ) -> std::io::Result<RawPeer> {
+        let t = LoopbackTransport::new(namespace);
+        let name = t
+            .socket_name(&addr)
+            .map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let socket = UnixStream::connect_addr(&name)?;
+        let ring = ring::ring_bytes(capacity);
+        let fd = sys::memfd("san-spi-fault", 2 * ring)?;
+        let map = Arc::new(sys::Mapping::new(&fd, 2 * ring)?);
+        ring::init(&map, 0, capacity).ok_or(std::io::ErrorKind::InvalidInput)?;
+        ring::init(&map, ring, capacity).ok_or(std::io::ErrorKind::InvalidInput)?;
+        let efd_victim = sys::eventfd()?;
+        let efd_own = sys::eventfd()?;
+        let mut hello = [0u8; HELLO_LEN];
+        hello[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
+        hello[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
+        hello[8..16].copy_from_slice(&(capacity as u64).to_le_bytes());
+        sys::send_fds(
+            socket.as_raw_fd(),
+            &hello,
+            &[fd.as_raw_fd(), efd_victim.as_raw_fd(), efd_own.as_raw_fd()],
+        )?;
+        use std::io::Read;
+        let mut ok = [0u8; 1];
+        (&socket).read_exact(&mut ok)?;
+        Ok(RawPeer {
+            map,
+            efd_victim,
+            _efd_own: efd_own,
+            _socket: socket,
+            capacity,
+        })
+    }
+
+    impl RawPeer {
+        /// Bytes of shared memory (both rings).
+        pub fn len(&self) -> usize {
+            self.map.len()
+        }
+
+        /// Whether the mapping is empty (never).
+        pub fn is_empty(&self) -> bool {
+            self.map.len() == 0
+        }
+
+        /// Writes `bytes` at `offset` of the shared memory (clamped to its end).
+        pub fn scribble(&self, offset: usize, bytes: &[u8]) {
+            let offset = offset.min(self.map.len());
+            let n = bytes.len().min(self.map.len() - offset);
+            // SAFETY: the range is inside the mapping (clamped above); the victim treats
+            // this memory as hostile input, which is what this function provides.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.ptr().add(offset), n) }
+        }
+
+        /// Appends a well-formed record with the given fields to the ring the victim
+        /// reads (ignores the victim's head: a full ring is the peer's problem).
+        pub fn push_record(
+            &self,
+            kind: u16,
+            flags: u16,
+            token: u64,
+            a: u64,
+            b: u64,
+            payload: &[u8],
+        ) -> bool {
+            match ring::Producer::new(self.map.clone(), 0, self.capacity) {
+                Some(mut p) if payload.len() <= p.max_payload() => {
+                    let h = ring::Header {
+                        kind,
+                        flags,
+                        len: 0,
+                        token,
+                        a,
+                        b,
+                    };
+                    matches!(p.push(h, &[payload]), Ok(Ok(())))
+                }
+                _ => false,
+            }
+        }
+
+        /// Wakes the victim's progress thread.
+        pub fn signal(&self) {
+            sys::eventfd_signal(self.efd_victim.as_raw_fd());
+        }
+    }
+}
