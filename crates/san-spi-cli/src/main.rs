@@ -1,8 +1,10 @@
 //! `san-spi` — inspect what a Windows Sockets Direct SAN provider speaks: control codes,
-//! extension GUIDs, and the address list this host would report.
+//! extension GUIDs, and the address list this host would report; and `san-spi demo`, a
+//! provider end to end in two processes over the shared-memory loopback transport.
 //!
 //! Every command takes `--json`. Bad input prints a message on stderr and exits with 2.
 
+mod demo;
 mod host;
 
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +43,17 @@ enum Command {
     Guid(GuidCmd),
     /// This host's addresses as SIO_ADDRESS_LIST_QUERY would report them.
     Addrs(AddrsArgs),
+    /// Two processes over the shared-memory loopback transport: extension functions,
+    /// address list, memory registration, send/receive, RDMA, overlapped completion, close.
+    /// Exits 0 when every step passes, 1 otherwise.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Run as the demo's peer process (started by the demo itself).
+    #[arg(long, hide = true, num_args = 2, value_names = ["NAMESPACE", "ADDR"])]
+    peer: Option<Vec<String>>,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +131,11 @@ struct Usage(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(DemoArgs { peer: None }) => return demo::run(cli.json),
+        Command::Demo(DemoArgs { peer: Some(args) }) => match demo_peer_args(&args) {
+            Ok((namespace, addr)) => return demo::peer_main(namespace, addr),
+            Err(usage) => Err(usage),
+        },
         Command::Ioctl(IoctlCmd::Decode { code }) => ioctl_decode(&code, cli.json),
         Command::Ioctl(IoctlCmd::List) => {
             ioctl_list(cli.json);
@@ -142,6 +160,25 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// The arguments of `demo --peer NAMESPACE ADDR`.
+fn demo_peer_args(args: &[String]) -> Result<(&str, SocketAddr), Usage> {
+    let (namespace, addr) = match args {
+        [n, a] => (n, a),
+        _ => return Err(Usage("--peer takes a namespace and an address".into())),
+    };
+    if namespace.is_empty() || namespace.len() > 64 {
+        return Err(Usage(format!(
+            "the namespace must have 1 to 64 bytes, got {namespace:?}"
+        )));
+    }
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        Usage(format!(
+            "{addr:?} is not a socket address (198.18.0.1:7000)"
+        ))
+    })?;
+    Ok((namespace, addr))
 }
 
 fn print_json(v: &Value) {
