@@ -98,6 +98,12 @@ wsa_errors! {
     /// `WSAEOPNOTSUPP` — the operation cannot be realized as requested.
     OpNotSupp = 10045, "WSAEOPNOTSUPP",
         "the operation cannot be realized as requested (for example flow specs the provider cannot honour)";
+    /// `WSAEADDRINUSE` — the address is already in use by another socket.
+    AddrInUse = 10048, "WSAEADDRINUSE",
+        "the address is already in use; choose another port or close the other listener";
+    /// `WSAEADDRNOTAVAIL` — the address is not one of this provider's NICs.
+    AddrNotAvail = 10049, "WSAEADDRNOTAVAIL",
+        "the address is not served by this provider (see SIO_ADDRESS_LIST_QUERY)";
     /// `WSAENETDOWN` — the network subsystem or the transport has failed.
     NetDown = 10050, "WSAENETDOWN",
         "the network subsystem or the transport has failed; check the NIC and its driver";
@@ -110,9 +116,15 @@ wsa_errors! {
     /// `WSAENOBUFS` — no buffer space or queue entries are available.
     NoBufs = 10055, "WSAENOBUFS",
         "no buffer space or queue entries are available; retry after completions drain";
+    /// `WSAEISCONN` — the socket is already connected.
+    IsConn = 10056, "WSAEISCONN",
+        "the socket is already connected";
     /// `WSAENOTCONN` — the socket is not connected.
     NotConn = 10057, "WSAENOTCONN",
         "the socket is not connected";
+    /// `WSAECONNREFUSED` — nobody listens at the address.
+    ConnRefused = 10061, "WSAECONNREFUSED",
+        "nobody listens at that address; start the listener first";
 }
 
 impl WsaError {

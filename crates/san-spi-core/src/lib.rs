@@ -38,6 +38,7 @@ pub mod ioctl;
 mod loom;
 pub mod overlapped;
 pub mod qos;
+pub mod socket;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[allow(unsafe_code)]

@@ -26,6 +26,14 @@ use crate::WsaError;
 use std::net::SocketAddr;
 
 /// An address of a NIC the transport serves.
+///
+/// ```
+/// use san_spi_core::addr::eligibility::classify;
+/// use san_spi_core::transport::LocalAddress;
+///
+/// let a = LocalAddress { addr: "[2001:db8::7]:0".parse().unwrap(), temporary: true };
+/// assert!(!classify(a.addr.ip(), a.temporary).is_keep()); // privacy addresses are not listed
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LocalAddress {
     /// The address (port 0; IPv6 link-local with its scope id).
@@ -45,6 +53,16 @@ impl LocalAddress {
 }
 
 /// A socket's QoS as a transport keeps it.
+///
+/// ```
+/// use san_spi_core::addr::Width;
+/// use san_spi_core::qos::{FlowSpec, QosRepr};
+/// use san_spi_core::transport::OwnedQos;
+///
+/// let q = OwnedQos { sending: FlowSpec::best_effort(10), receiving: FlowSpec::NULL, provider_specific: vec![1, 2] };
+/// assert_eq!(q.as_repr().buffer_len(Width::W64), 82);
+/// assert_eq!(OwnedQos::from_repr(&q.as_repr()), q);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OwnedQos {
     /// `SendingFlowspec`.
@@ -81,6 +99,23 @@ impl OwnedQos {
 /// then answers `WSAEWOULDBLOCK` on a nonblocking socket (R-OVL-1), keeps an overlapped
 /// request pending until [`crate::dispatch::Dispatcher::poll_deferred`] finds it done, and
 /// waits with [`wait`](QosCapability::wait) on a blocking socket.
+///
+/// ```
+/// use san_spi_core::qos::QosRepr;
+/// use san_spi_core::transport::{OwnedQos, QosCapability};
+/// use san_spi_core::WsaError;
+///
+/// /// Honours best effort only.
+/// struct BestEffortOnly;
+/// impl QosCapability for BestEffortOnly {
+///     fn get_qos(&self, _s: u64) -> Result<OwnedQos, WsaError> { Ok(OwnedQos::default()) }
+///     fn set_qos(&self, _s: u64, q: &QosRepr<'_>) -> Result<(), WsaError> {
+///         if q.sending.service_type == 1 { Ok(()) } else { Err(WsaError::OpNotSupp) }
+///     }
+/// }
+/// let q = OwnedQos::default();
+/// assert_eq!(BestEffortOnly.set_qos(1, &q.as_repr()), Err(WsaError::OpNotSupp));
+/// ```
 pub trait QosCapability: Send + Sync {
     /// The socket's current QoS (`SIO_GET_QOS`).
     fn get_qos(&self, socket: u64) -> Result<OwnedQos, WsaError>;
@@ -97,6 +132,12 @@ pub trait QosCapability: Send + Sync {
 }
 
 /// The result of a vendor-specific control code.
+///
+/// ```
+/// use san_spi_core::transport::VendorOutcome;
+///
+/// assert_eq!(VendorOutcome { bytes_returned: 4 }.bytes_returned, 4);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VendorOutcome {
     /// Bytes written to the output buffer.
@@ -104,6 +145,18 @@ pub struct VendorOutcome {
 }
 
 /// The control-plane queries `WSPIoctl` makes of a transport.
+///
+/// ```
+/// use san_spi_core::transport::{LocalAddress, TransportControl};
+/// use san_spi_core::WsaError;
+///
+/// struct Down;
+/// impl TransportControl for Down {
+///     fn is_up(&self) -> bool { false }
+///     fn local_addresses(&self) -> Result<Vec<LocalAddress>, WsaError> { Err(WsaError::NetDown) }
+/// }
+/// assert!(!Down.is_up());
+/// ```
 pub trait TransportControl: Send + Sync {
     /// Whether the transport can be used; `false` makes every call `WSAENETDOWN`.
     fn is_up(&self) -> bool {
@@ -346,6 +399,29 @@ pub struct Capabilities {
 ///
 /// Registration keys are the transport's to choose (unguessable, with a generation), so
 /// a stale or forged descriptor is rejected before a byte moves (R-SAN-5).
+///
+/// ```
+/// use san_spi_core::transport::{MemAccess, Memory, MemoryHandle};
+/// use san_spi_core::WsaError;
+///
+/// /// Accepts registrations and exports 8-byte descriptors holding the handle.
+/// struct Flat;
+/// impl Memory for Flat {
+///     unsafe fn register(&self, addr: *mut u8, _len: usize, _a: MemAccess) -> Result<MemoryHandle, WsaError> {
+///         MemoryHandle::new(addr as u64).ok_or(WsaError::Fault)
+///     }
+///     fn deregister(&self, _h: MemoryHandle) -> Result<(), WsaError> { Ok(()) }
+///     fn export(&self, h: MemoryHandle, out: &mut [u8]) -> Result<usize, WsaError> {
+///         out.get_mut(..8).ok_or(WsaError::Fault)?.copy_from_slice(&h.raw().to_le_bytes());
+///         Ok(8)
+///     }
+///     fn invalidate(&self, _addr: u64, _len: u64) -> usize { 0 }
+/// }
+/// let mut buf = [0u8; 16];
+/// // SAFETY: `buf` outlives the registration.
+/// let h = unsafe { Flat.register(buf.as_mut_ptr(), 16, MemAccess::READ) }.unwrap();
+/// assert_eq!(Flat.export(h, &mut [0u8; 4]), Err(WsaError::Fault));
+/// ```
 pub trait Memory: Send + Sync {
     /// `WSPRegisterMemory` / `WSPRegisterRdmaMemory`: registers `len` bytes at `addr`.
     ///
@@ -377,6 +453,24 @@ pub trait Memory: Send + Sync {
 
 /// A connected endpoint (one queue pair). Data-plane calls never block, never allocate and
 /// never await; completions come back through [`poll`](Endpoint::poll).
+///
+/// Every transport passes the conformance suite of `san-spi-testkit`, which drives these
+/// calls from both ends of a connection. A sketch of one exchange (`t` is a transport,
+/// `src`/`dst` registered buffers):
+///
+/// ```text
+/// server.post_recv(&[dst], 1)?;          // nothing completes yet
+/// client.post_send(&[src], 2)?;          // the message waits for no one but the receive
+/// server.wait(timeout); server.poll(&mut cs) → Completion { token: 1, op: Recv, result: Ok(n) }
+/// ```
+///
+/// ```
+/// use san_spi_core::transport::{Completion, Endpoint};
+/// fn drain(ep: &impl Endpoint) -> usize {
+///     let mut cs = [Completion::default(); 16];
+///     ep.poll(&mut cs)
+/// }
+/// ```
 pub trait Endpoint: Send + Sync {
     /// Sends the bytes of `sges` as one message.
     fn post_send(&self, sges: &[Sge], token: u64) -> Result<(), PostError>;
@@ -415,6 +509,14 @@ pub trait Endpoint: Send + Sync {
 }
 
 /// A listening endpoint.
+///
+/// ```
+/// use san_spi_core::transport::{block_on, Listener, Transport};
+/// // Accepting without an async runtime, as the provider DLL does:
+/// fn accept_one<T: Transport>(l: &T::Listener) -> bool {
+///     block_on(l.accept()).is_ok()
+/// }
+/// ```
 #[async_trait::async_trait]
 pub trait Listener: Send + Sync {
     /// The endpoint type accepted.
@@ -428,6 +530,15 @@ pub trait Listener: Send + Sync {
 }
 
 /// A transport: one kind of NIC. Control plane async, data plane on [`Endpoint`].
+///
+/// ```
+/// use san_spi_core::transport::{block_on, Transport};
+/// use std::net::SocketAddr;
+/// // The control plane from synchronous code (the provider's WSPConnect):
+/// fn connect<T: Transport>(t: &T, to: SocketAddr) -> Option<T::Endpoint> {
+///     block_on(t.connect(to)).ok()
+/// }
+/// ```
 #[async_trait::async_trait]
 pub trait Transport: TransportControl + Memory {
     /// Connected endpoints.

@@ -91,7 +91,9 @@ fn test_functions() -> BTreeMap<String, String> {
                     if let Some(d) = t.strip_prefix("///") {
                         docs.push_str(d);
                         docs.push('\n');
-                    } else if let Some(rest) = t.strip_prefix("fn ") {
+                    } else if let Some(rest) =
+                        t.strip_prefix("fn ").or_else(|| t.strip_prefix("pub fn "))
+                    {
                         let name: String = rest
                             .chars()
                             .take_while(|c| c.is_alphanumeric() || *c == '_')

@@ -296,8 +296,8 @@ pub fn oversized_message_fails_the_receive<H: Harness>() {
     assert!(dst.bytes[15..].iter().all(|&b| b == 0), "overrun");
 }
 
-/// RDMA write and read move exactly the bytes addressed, at an offset, through many SGEs
-/// from two registrations.
+/// R-SAN-2, R-SAN-3: through the exported descriptor, RDMA write and read move exactly the
+/// bytes addressed, at an offset, through many SGEs from two registrations.
 pub fn rdma_write_read_with_offsets_and_many_sges<H: Harness>() {
     let (t, c, s) = pair::<H>("rdma_write_read_with_offsets_and_many_sges");
     let region = Buf::new(&t, 1 << 20, 0xAA, MemAccess::READ_WRITE);
@@ -366,7 +366,8 @@ pub fn rdma_write_read_with_offsets_and_many_sges<H: Harness>() {
     assert_quiet(&s, Duration::from_millis(20));
 }
 
-/// A region exported read-only rejects writes; write-only rejects reads; nothing moves.
+/// R-SAN-5: a region exported read-only rejects writes; write-only rejects reads; nothing
+/// moves.
 pub fn access_rights_are_enforced<H: Harness>() {
     let (t, c, _s) = pair::<H>("access_rights_are_enforced");
     let ro = Buf::new(&t, 4096, 0x11, MemAccess::READ);
@@ -404,8 +405,8 @@ pub fn access_rights_are_enforced<H: Harness>() {
     );
 }
 
-/// Out-of-bounds, stale (deregistered) and forged descriptors are rejected with zero bytes
-/// touched, even the part of a range that would have been in bounds.
+/// R-SAN-5: out-of-bounds, stale (deregistered) and forged descriptors are rejected with
+/// zero bytes touched, even the part of a range that would have been in bounds.
 pub fn bad_remote_accesses_touch_nothing<H: Harness>() {
     let (t, c, _s) = pair::<H>("bad_remote_accesses_touch_nothing");
     let mut region = Buf::new(&t, 8192, 0x5A, MemAccess::READ_WRITE);
@@ -476,8 +477,8 @@ pub fn bad_remote_accesses_touch_nothing<H: Harness>() {
     assert!(region.bytes.iter().all(|&x| x == 0x5A), "bytes touched");
 }
 
-/// Local SGEs outside their registration, with the wrong rights, or with an unknown handle
-/// are refused at post time.
+/// R-SAN-1: local SGEs outside their registration, with the wrong rights, or with an
+/// unknown handle are refused at post time.
 pub fn local_sges_are_checked<H: Harness>() {
     let (t, c, _s) = pair::<H>("local_sges_are_checked");
     let ro = Buf::new(&t, 100, 0, MemAccess::READ);
@@ -535,7 +536,8 @@ pub fn deregistration_while_in_flight<H: Harness>() {
     assert!(wait_one(&c).result.is_err());
 }
 
-/// `WSPMemoryRegistrationCacheCallback` drops every overlapping registration, and only those.
+/// R-SAN-4: `WSPMemoryRegistrationCacheCallback` drops every overlapping registration,
+/// and only those.
 pub fn cache_callback_drops_every_overlapping<H: Harness>() {
     let (t, c, _s) = pair::<H>("cache_callback_drops_every_overlapping");
     let mut mem = vec![0u8; 400].into_boxed_slice();

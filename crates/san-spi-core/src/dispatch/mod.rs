@@ -426,6 +426,11 @@ impl<T: TransportControl> Dispatcher<T> {
         Ok(())
     }
 
+    /// Whether `socket` is in nonblocking mode; `None` if it is not open.
+    pub fn is_nonblocking(&self, socket: u64) -> Option<bool> {
+        self.sockets.get(socket).map(|s| s.is_nonblocking())
+    }
+
     /// Closes a socket: later calls get `WSAENOTSOCK`, and every pending request of the
     /// socket completes with `WSA_OPERATION_ABORTED`, notified once (R-OVL-6). Returns how
     /// many were aborted.

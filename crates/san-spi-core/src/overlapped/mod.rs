@@ -749,6 +749,29 @@ impl OperationTable {
         aborted
     }
 
+    /// Withdraws a request whose start failed after [`post`](Self::post): the call returns
+    /// the error itself, so no notification is owed. Returns whether `token` was pending
+    /// (a request already completed or aborted is left alone).
+    pub fn forget(&self, token: Token) -> bool {
+        let (generation, index) = match self.decode(token) {
+            Some(d) => d,
+            None => return false,
+        };
+        let claimed = self.slots[index]
+            .state
+            .compare_exchange(
+                state::pack(generation, state::PENDING),
+                state::pack(generation, state::CLAIMED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if claimed {
+            self.release(index, generation);
+        }
+        claimed
+    }
+
     /// Whether `token` names an operation that is still pending.
     pub fn is_pending(&self, token: Token) -> bool {
         self.decode(token).map_or(false, |(generation, index)| {
