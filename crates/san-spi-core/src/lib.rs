@@ -44,5 +44,6 @@ pub mod testing;
 #[allow(unsafe_code)]
 pub mod transport;
 pub mod upcall;
+mod wire;
 
 pub use error::WsaError;

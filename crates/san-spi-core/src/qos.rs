@@ -41,6 +41,7 @@
 //! and the `WSPIoctl` page, `SIO_GET_QOS` / `SIO_SET_QOS`.
 
 use crate::addr::Width;
+use crate::wire::{le_u32, le_uint};
 use core::convert::TryFrom;
 
 /// `QOS_NOT_SPECIFIED` — a flow-spec field the caller leaves open.
@@ -222,12 +223,6 @@ pub enum QosError {
 /// Result alias of this module.
 pub type Result<T> = core::result::Result<T, QosError>;
 
-fn get_u32(b: &[u8], r: core::ops::Range<usize>) -> u32 {
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&b[r]);
-    u32::from_le_bytes(v)
-}
-
 /// `FLOWSPEC` — one direction's traffic description.
 ///
 /// ```
@@ -338,14 +333,14 @@ impl FlowSpec {
     /// If `b` is shorter than [`FLOWSPEC_LEN`].
     pub fn parse(b: &[u8]) -> FlowSpec {
         FlowSpec {
-            token_rate: get_u32(b, field::TOKEN_RATE),
-            token_bucket_size: get_u32(b, field::TOKEN_BUCKET_SIZE),
-            peak_bandwidth: get_u32(b, field::PEAK_BANDWIDTH),
-            latency: get_u32(b, field::LATENCY),
-            delay_variation: get_u32(b, field::DELAY_VARIATION),
-            service_type: get_u32(b, field::SERVICE_TYPE),
-            max_sdu_size: get_u32(b, field::MAX_SDU_SIZE),
-            minimum_policed_size: get_u32(b, field::MINIMUM_POLICED_SIZE),
+            token_rate: le_u32(b, field::TOKEN_RATE),
+            token_bucket_size: le_u32(b, field::TOKEN_BUCKET_SIZE),
+            peak_bandwidth: le_u32(b, field::PEAK_BANDWIDTH),
+            latency: le_u32(b, field::LATENCY),
+            delay_variation: le_u32(b, field::DELAY_VARIATION),
+            service_type: le_u32(b, field::SERVICE_TYPE),
+            max_sdu_size: le_u32(b, field::MAX_SDU_SIZE),
+            minimum_policed_size: le_u32(b, field::MINIMUM_POLICED_SIZE),
         }
     }
 
@@ -433,15 +428,15 @@ impl<T: AsRef<[u8]>> Qos<T> {
 
     /// `ProviderSpecific.len`.
     pub fn provider_specific_len(&self) -> u32 {
-        get_u32(self.buffer.as_ref(), field::PROVIDER_SPECIFIC_LEN)
+        le_u32(self.buffer.as_ref(), field::PROVIDER_SPECIFIC_LEN)
     }
 
     /// `ProviderSpecific.buf`, as the caller's address.
     pub fn provider_specific_ptr(&self) -> u64 {
-        let r = field::PROVIDER_SPECIFIC_BUF(self.width);
-        let mut v = [0u8; 8];
-        v[..r.len()].copy_from_slice(&self.buffer.as_ref()[r]);
-        u64::from_le_bytes(v)
+        le_uint(
+            self.buffer.as_ref(),
+            field::PROVIDER_SPECIFIC_BUF(self.width),
+        )
     }
 
     /// The provider-specific bytes, if `ProviderSpecific` is empty or lies inside the buffer.
@@ -530,9 +525,7 @@ impl<'a> QosRepr<'a> {
             return Err(QosError::ProviderSpecificTooLong(extra));
         }
         let required = self.buffer_len(width);
-        let fits = base
-            .checked_add(required as u64 - 1)
-            .map_or(false, |end| end <= width.max_address());
+        let fits = width.holds(base, required);
         if !fits {
             return Err(QosError::BaseOutOfRange {
                 width,

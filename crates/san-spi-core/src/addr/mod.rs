@@ -59,6 +59,7 @@
 pub mod eligibility;
 pub mod sockaddr;
 
+use crate::wire::{le_i32, le_uint};
 use core::convert::TryFrom;
 use core::fmt;
 use smallvec::SmallVec;
@@ -129,6 +130,17 @@ impl Width {
     /// `offsetof(SOCKET_ADDRESS_LIST, Address)`: the `INT` count padded to pointer alignment.
     pub const fn header_len(self) -> usize {
         field::header_len(self)
+    }
+
+    /// Whether `len` bytes starting at caller address `base` lie below the top of this
+    /// width's address space (an empty range always does).
+    pub fn holds(self, base: u64, len: usize) -> bool {
+        match (len as u64).checked_sub(1) {
+            None => true,
+            Some(last) => base
+                .checked_add(last)
+                .map_or(false, |end| end <= self.max_address()),
+        }
     }
 
     /// The largest address a pointer of this width can hold.
@@ -289,18 +301,6 @@ pub enum AddrError {
 /// Result alias of this module.
 pub type Result<T> = core::result::Result<T, AddrError>;
 
-fn read_i32(b: &[u8], r: core::ops::Range<usize>) -> i32 {
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&b[r]);
-    i32::from_le_bytes(v)
-}
-
-fn read_ptr(b: &[u8], width: Width, r: core::ops::Range<usize>) -> u64 {
-    let mut v = [0u8; 8];
-    v[..width.pointer_len()].copy_from_slice(&b[r]);
-    u64::from_le_bytes(v)
-}
-
 /// A read-only view of a `SOCKET_ADDRESS_LIST` in a buffer that starts at address `base`.
 ///
 /// ```
@@ -356,7 +356,7 @@ impl<T: AsRef<[u8]>> SocketAddressList<T> {
                 len: b.len(),
             });
         }
-        let count = read_i32(b, field::ADDRESS_COUNT);
+        let count = le_i32(b, field::ADDRESS_COUNT);
         if count < 0 {
             return Err(AddrError::NegativeCount(count));
         }
@@ -371,8 +371,8 @@ impl<T: AsRef<[u8]>> SocketAddressList<T> {
             });
         }
         for index in 0..count {
-            let ptr = read_ptr(b, width, field::SOCKADDR_PTR(width, index));
-            let len = read_i32(b, field::SOCKADDR_LEN(width, index));
+            let ptr = le_uint(b, field::SOCKADDR_PTR(width, index));
+            let len = le_i32(b, field::SOCKADDR_LEN(width, index));
             let range = self
                 .sockaddr_range_of(ptr, len)
                 .ok_or(AddrError::SockaddrOutOfBounds { index, ptr, len })?;
@@ -436,21 +436,17 @@ impl<T: AsRef<[u8]>> SocketAddressList<T> {
 
     /// `iAddressCount`.
     pub fn address_count(&self) -> i32 {
-        read_i32(self.buffer.as_ref(), field::ADDRESS_COUNT)
+        le_i32(self.buffer.as_ref(), field::ADDRESS_COUNT)
     }
 
     /// `Address[i].lpSockaddr`, as the caller's address.
     pub fn sockaddr_ptr(&self, i: usize) -> u64 {
-        read_ptr(
-            self.buffer.as_ref(),
-            self.width,
-            field::SOCKADDR_PTR(self.width, i),
-        )
+        le_uint(self.buffer.as_ref(), field::SOCKADDR_PTR(self.width, i))
     }
 
     /// `Address[i].iSockaddrLength`.
     pub fn sockaddr_len(&self, i: usize) -> i32 {
-        read_i32(self.buffer.as_ref(), field::SOCKADDR_LEN(self.width, i))
+        le_i32(self.buffer.as_ref(), field::SOCKADDR_LEN(self.width, i))
     }
 
     /// The bytes of `Address[i]`'s socket address.
@@ -530,10 +526,7 @@ impl<A: AsRef<[SocketAddr]>> SocketAddressListRepr<A> {
         if i32::try_from(count).is_err() || u32::try_from(required).is_err() {
             return Err(AddrError::TooManyAddresses { count });
         }
-        let fits = (required as u64).checked_sub(1).map_or(true, |last| {
-            base.checked_add(last)
-                .map_or(false, |end| end <= width.max_address())
-        });
+        let fits = width.holds(base, required);
         if !fits {
             return Err(AddrError::BaseOutOfRange {
                 width,

@@ -21,6 +21,7 @@
 //! assert_eq!(sockaddr::parse(&buf), Ok(a));
 //! ```
 
+use crate::wire::{array4, le_u32};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// `AF_INET` on Windows.
@@ -125,12 +126,6 @@ pub fn emit(addr: &SocketAddr, buf: &mut [u8]) -> Result<usize, SockaddrError> {
     Ok(need)
 }
 
-fn read_u32(bytes: &[u8]) -> [u8; 4] {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(bytes);
-    b
-}
-
 /// Reads the socket address at the start of `bytes`.
 ///
 /// The family field decides the length needed; extra bytes (up to a `SOCKADDR_STORAGE`)
@@ -160,7 +155,7 @@ pub fn parse(bytes: &[u8]) -> Result<SocketAddr, SockaddrError> {
     }
     let port = u16::from_be_bytes([bytes[field::PORT][0], bytes[field::PORT][1]]);
     Ok(if family == AF_INET {
-        let ip = Ipv4Addr::from(read_u32(&bytes[field::IN_ADDR]));
+        let ip = Ipv4Addr::from(array4(bytes, field::IN_ADDR));
         SocketAddr::V4(SocketAddrV4::new(ip, port))
     } else {
         let mut ip = [0u8; 16];
@@ -168,8 +163,8 @@ pub fn parse(bytes: &[u8]) -> Result<SocketAddr, SockaddrError> {
         SocketAddr::V6(SocketAddrV6::new(
             Ipv6Addr::from(ip),
             port,
-            u32::from_be_bytes(read_u32(&bytes[field::IN6_FLOWINFO])),
-            u32::from_le_bytes(read_u32(&bytes[field::IN6_SCOPE_ID])),
+            u32::from_be_bytes(array4(bytes, field::IN6_FLOWINFO)),
+            le_u32(bytes, field::IN6_SCOPE_ID),
         ))
     })
 }

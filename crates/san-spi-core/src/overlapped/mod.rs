@@ -576,6 +576,20 @@ impl OperationTable {
         }
     }
 
+    /// Takes slot `index` of `generation` from state `from` to `CLAIMED`: the one
+    /// compare-and-swap every finishing path goes through, so exactly one of them wins.
+    fn claim(&self, index: usize, generation: u32, from: u64) -> bool {
+        self.slots[index]
+            .state
+            .compare_exchange(
+                state::pack(generation, from),
+                state::pack(generation, state::CLAIMED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
     /// Frees a slot this thread has claimed.
     fn release(&self, index: usize, generation: u32) {
         self.slots[index]
@@ -640,15 +654,10 @@ impl OperationTable {
         env: &E,
     ) -> Result<Delivery, CompleteError> {
         let (generation, index) = self.decode(token).ok_or(CompleteError::Stale)?;
+        if !self.claim(index, generation, state::PENDING) {
+            return Err(CompleteError::Stale);
+        }
         let slot = &self.slots[index];
-        slot.state
-            .compare_exchange(
-                state::pack(generation, state::PENDING),
-                state::pack(generation, state::CLAIMED),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .map_err(|_| CompleteError::Stale)?;
         let overlapped = slot.overlapped.load(Ordering::Relaxed);
         let socket = slot.socket.load(Ordering::Relaxed);
         let mode = slot.mode.load(Ordering::Relaxed);
@@ -681,16 +690,7 @@ impl OperationTable {
                     Err(e) => {
                         // Not queued, so no APC can harvest it: reclaim the slot. The result
                         // stays readable through WSPGetOverlappedResult.
-                        if slot
-                            .state
-                            .compare_exchange(
-                                state::pack(generation, state::COMPLETED),
-                                state::pack(generation, state::CLAIMED),
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            )
-                            .is_ok()
-                        {
+                        if self.claim(index, generation, state::COMPLETED) {
                             self.release(index, generation);
                         }
                         Err(CompleteError::Upcall(e))
@@ -709,15 +709,10 @@ impl OperationTable {
             .and_then(Token::from_raw)
             .ok_or(CompleteError::Stale)?;
         let (generation, index) = self.decode(token).ok_or(CompleteError::Stale)?;
+        if !self.claim(index, generation, state::COMPLETED) {
+            return Err(CompleteError::Stale);
+        }
         let slot = &self.slots[index];
-        slot.state
-            .compare_exchange(
-                state::pack(generation, state::COMPLETED),
-                state::pack(generation, state::CLAIMED),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .map_err(|_| CompleteError::Stale)?;
         let result = slot.result.load(Ordering::Relaxed);
         let call = ApcCall {
             routine: slot.routine.load(Ordering::Relaxed),
@@ -757,15 +752,7 @@ impl OperationTable {
             Some(d) => d,
             None => return false,
         };
-        let claimed = self.slots[index]
-            .state
-            .compare_exchange(
-                state::pack(generation, state::PENDING),
-                state::pack(generation, state::CLAIMED),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
+        let claimed = self.claim(index, generation, state::PENDING);
         if claimed {
             self.release(index, generation);
         }
