@@ -11,6 +11,27 @@
 //! | `READ_REQ` | op id | key | offset | length (u64) |
 //! | `READ_DATA` | op id | status | offset in the transfer | bytes; flags FIRST / LAST |
 //! | `CLOSE` | — | — | — | — |
+//! | `SC_WRITE` | op id | key | offset | total (u64), then ≤ 64 × (address u64, length u64) |
+//! | `SC_READ` | op id | key | offset | total (u64), then ≤ 64 × (address u64, length u64) |
+//!
+//! `SC_WRITE` and `SC_READ` are the single-copy RDMA requests (kinds 7 and 8), sent only on
+//! a connection where the target said it serves them (see the handshake in the crate
+//! docs). Their pieces are the initiator's SGEs as addresses in the initiator's process,
+//! validated by the initiator against its registrations when posted. The target checks the
+//! request against its registry (key with generation, bounds over the whole range, rights:
+//! WRITE for `SC_WRITE`, READ for `SC_READ`) and that the pieces add up to the total, then
+//! copies itself — `process_vm_readv` from the pieces into its region for a write,
+//! `process_vm_writev` from its region into the pieces for a read — in chunks, each under
+//! the registry's read lock, at the pid the kernel named for the socket (never one from
+//! the wire), and answers with an `ACK` (`a` = status, `b` = bytes). A failing or short
+//! copy is an error status, never a crash. The initiator completes the operation with the
+//! status, and with `WSAEFAULT` if the ACK reports fewer bytes than asked or one of its
+//! own registrations vanished meanwhile. Until then the target may read (write) the
+//! initiator's pieces: the memory must stay valid until the operation completes, as the
+//! `Memory::register` contract requires (deregistering it does not stop the peer's copy).
+//! Operations with more SGEs than a request carries, and every operation on a bounce
+//! connection, use `WRITE` / `READ_REQ` instead. A single-copy request on a connection
+//! that did not agree to serve them is a protocol violation.
 //!
 //! Only one producer writes each ring: the owner of the outbound lock, which pumps a FIFO
 //! of jobs, so the chunks of one operation are contiguous. The owning side validates every
@@ -19,6 +40,7 @@
 //! bad request touches nothing. Every index, length and key from the peer is checked;
 //! a violation closes the connection with errors (`WSAECONNRESET`), never a panic.
 
+use crate::direct::{self, Direction, Peer, MAX_PIECES};
 use crate::registry::{descriptor_key, Registry};
 use crate::ring::{Consumer, Corrupt, Full, Header, Producer};
 use crate::sys;
@@ -34,10 +56,44 @@ use std::time::{Duration, Instant};
 
 const SEND: u16 = 1;
 const WRITE: u16 = 2;
-const ACK: u16 = 3;
+pub(crate) const ACK: u16 = 3;
 const READ_REQ: u16 = 4;
 const READ_DATA: u16 = 5;
 const CLOSE: u16 = 6;
+const SC_WRITE: u16 = 7;
+const SC_READ: u16 = 8;
+
+/// Payload bytes of a single-copy request with `n` pieces.
+const fn direct_len(n: usize) -> usize {
+    8 + 16 * n
+}
+
+/// How RDMA data moves on a connection.
+///
+/// ```
+/// use san_spi_loopback::CopyMode;
+///
+/// assert_eq!(CopyMode::default(), CopyMode::SingleCopy);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyMode {
+    /// The owner of the target region copies straight between it and the initiator's
+    /// memory (`process_vm_readv` / `process_vm_writev`): one copy.
+    #[default]
+    SingleCopy,
+    /// The data goes through the shared ring: the initiator copies into it, the target
+    /// out of it (or the other way round for a read).
+    Bounce,
+}
+
+/// The single-copy arrangement of a connection, settled in the handshake.
+#[derive(Debug)]
+pub(crate) struct Directions {
+    /// The peer serves our single-copy requests.
+    pub(crate) out: bool,
+    /// We serve the peer's: the process the kernel names for the socket, reachable.
+    pub(crate) peer: Option<Peer>,
+}
 
 const FIRST: u16 = 1;
 const LAST: u16 = 2;
@@ -88,6 +144,14 @@ enum JobKind {
         len: u64,
         op: u64,
     },
+    /// A single-copy request (`SC_WRITE` or `SC_READ`): one record.
+    Direct {
+        kind: u16,
+        sges: Sges,
+        key: u64,
+        offset: u64,
+        op: u64,
+    },
     ReadResp {
         op: u64,
         key: u64,
@@ -128,12 +192,16 @@ enum Pending {
     Write {
         token: u64,
         total: u64,
+        /// Single copy: the source SGEs, checked again when the ACK comes.
+        direct: Option<Sges>,
     },
     Read {
         token: u64,
         sges: Sges,
         total: u64,
         received: u64,
+        /// Single copy: completed by an ACK, not by READ_DATA.
+        direct: bool,
     },
 }
 
@@ -183,6 +251,10 @@ pub(crate) struct Shared {
     peer_efd: OwnedFd,
     my_efd: OwnedFd,
     socket: UnixStream,
+    /// The peer serves our single-copy requests.
+    direct_out: bool,
+    /// We serve the peer's single-copy requests, copying with this process.
+    peer: Option<Peer>,
 }
 
 /// A connected loopback endpoint.
@@ -196,6 +268,8 @@ impl std::fmt::Debug for LoopbackEndpoint {
         f.debug_struct("LoopbackEndpoint")
             .field("closed", &self.shared.closed.load(Ordering::Relaxed))
             .field("broken", &self.shared.broken.load(Ordering::Relaxed))
+            .field("copy_mode", &self.copy_mode())
+            .field("peer_copy_mode", &self.peer_copy_mode())
             .finish()
     }
 }
@@ -236,11 +310,11 @@ impl Shared {
     pub(crate) fn new(
         registry: Arc<Registry>,
         limits: Limits,
-        producer: Producer,
-        consumer: Consumer,
+        (producer, consumer): (Producer, Consumer),
         peer_efd: OwnedFd,
         my_efd: OwnedFd,
         socket: UnixStream,
+        directions: Directions,
     ) -> Shared {
         Shared {
             registry,
@@ -270,6 +344,8 @@ impl Shared {
             peer_efd,
             my_efd,
             socket,
+            direct_out: directions.out,
+            peer: directions.peer,
         }
     }
 
@@ -304,6 +380,14 @@ impl Shared {
             return Err(PostError::QueueFull);
         }
         Ok(())
+    }
+
+    /// Whether an RDMA operation over `sges` goes single copy: on a single-copy
+    /// connection, whenever its SGEs fit one request. There is no size floor: measured
+    /// here, single copy is at least as fast as bouncing down to 4 KiB (completion
+    /// latency dominates below that either way).
+    fn direct(&self, sges: &[Sge]) -> bool {
+        self.direct_out && sges.len() <= MAX_PIECES
     }
 
     /// Checks every SGE against the registry with `need`.
@@ -399,6 +483,11 @@ impl Shared {
             JobKind::Write { token, op, .. } if job.sent < job.total => {
                 lock(&self.pending).remove(&op);
                 self.complete(token, Op::RdmaWrite, Err(WsaError::Fault));
+            }
+            // A local registration vanished before the request went out: never sent.
+            JobKind::Direct { op, .. } if job.sent < job.total => {
+                let p = lock(&self.pending).remove(&op);
+                self.complete_pending(p, Err(WsaError::Fault));
             }
             JobKind::ReadResp { .. } | JobKind::Ack { .. } => out.internal -= 1,
             _ => {}
@@ -588,6 +677,51 @@ impl Shared {
                     }
                 }
             }
+            JobKind::Direct {
+                kind,
+                sges,
+                key,
+                offset,
+                op,
+            } => {
+                let need = if *kind == SC_WRITE {
+                    MemAccess::READ
+                } else {
+                    MemAccess::WRITE
+                };
+                let g = registry.lock();
+                let valid = sges.iter().all(|s| {
+                    g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
+                        .is_some()
+                });
+                drop(g);
+                if !valid {
+                    // `finish_job` completes it with an error (sent < total).
+                    return Ok(Ok(true));
+                }
+                let mut payload = [0u8; direct_len(MAX_PIECES)];
+                let total = total_len(sges).unwrap_or(0);
+                payload[..8].copy_from_slice(&total.to_le_bytes());
+                for (i, s) in sges.iter().enumerate() {
+                    let at = direct_len(i);
+                    payload[at..at + 8].copy_from_slice(&s.addr.to_le_bytes());
+                    payload[at + 8..at + 16].copy_from_slice(&(s.len as u64).to_le_bytes());
+                }
+                let h = Header {
+                    kind: *kind,
+                    token: *op,
+                    a: *key,
+                    b: *offset,
+                    ..Header::default()
+                };
+                match p.push(h, &[&payload[..direct_len(sges.len())]])? {
+                    Err(Full) => Ok(Err(Full)),
+                    Ok(()) => {
+                        job.sent = job.total;
+                        Ok(Ok(true))
+                    }
+                }
+            }
             JobKind::Ack { op, status, bytes } => {
                 let h = Header {
                     kind: ACK,
@@ -650,21 +784,8 @@ impl Shared {
         match h.kind {
             SEND => self.on_send(inb, h),
             WRITE => self.on_write(inb, h),
-            ACK => {
-                let done = lock(&self.pending).remove(&h.token);
-                if let Some(Pending::Write { token, total }) = done {
-                    let r = if h.a == 0 {
-                        Ok(total as u32)
-                    } else {
-                        Err(WsaError::from_code(h.a as i32).unwrap_or(WsaError::Fault))
-                    };
-                    self.complete(token, Op::RdmaWrite, r);
-                } else if let Some(other) = done {
-                    lock(&self.pending).insert(h.token, other);
-                    return Err(Corrupt("ACK for an operation that is not a write"));
-                }
-                Ok(true)
-            }
+            ACK => self.on_ack(h),
+            SC_WRITE | SC_READ => self.on_direct(inb, h),
             READ_REQ => {
                 if h.len != 8 {
                     return Err(Corrupt("READ_REQ payload is not a length"));
@@ -862,11 +983,15 @@ impl Shared {
     fn on_read_data(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
         let mut pending = lock(&self.pending);
         let (token, status_done) = match pending.get_mut(&h.token) {
+            Some(Pending::Read { direct: true, .. }) => {
+                return Err(Corrupt("read data for a single-copy read"))
+            }
             Some(Pending::Read {
                 token,
                 sges,
                 total,
                 received,
+                direct: false,
             }) => {
                 let n = h.len as u64;
                 if h.a == 0 {
@@ -913,6 +1038,143 @@ impl Shared {
             drop(pending);
             self.complete(token, Op::RdmaRead, r);
         }
+        Ok(true)
+    }
+
+    /// Completes a pending RDMA operation (taken out of the table) with `result`.
+    fn complete_pending(&self, p: Option<Pending>, result: Result<u32, WsaError>) {
+        match p {
+            Some(Pending::Write { token, .. }) => self.complete(token, Op::RdmaWrite, result),
+            Some(Pending::Read { token, .. }) => self.complete(token, Op::RdmaRead, result),
+            None => {}
+        }
+    }
+
+    /// The result an ACK reports for an operation of `total` bytes. For a single-copy
+    /// one (`local` = its SGEs, needing `need`), the peer must report every byte and our
+    /// registrations must still stand.
+    fn ack_result(
+        &self,
+        h: &Header,
+        total: u64,
+        local: Option<&[Sge]>,
+        need: MemAccess,
+    ) -> Result<u32, WsaError> {
+        if h.a != 0 {
+            return Err(WsaError::from_code(h.a as i32).unwrap_or(WsaError::Fault));
+        }
+        if let Some(sges) = local {
+            if h.b != total {
+                return Err(WsaError::Fault);
+            }
+            let g = self.registry.lock();
+            let valid = sges.iter().all(|s| {
+                g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
+                    .is_some()
+            });
+            if !valid {
+                return Err(WsaError::Fault);
+            }
+        }
+        Ok(total as u32)
+    }
+
+    fn on_ack(&self, h: &Header) -> Result<bool, Corrupt> {
+        let mut pending = lock(&self.pending);
+        match pending.remove(&h.token) {
+            Some(Pending::Write {
+                token,
+                total,
+                direct,
+            }) => {
+                drop(pending);
+                let r = self.ack_result(h, total, direct.as_deref(), MemAccess::READ);
+                self.complete(token, Op::RdmaWrite, r);
+            }
+            Some(Pending::Read {
+                token,
+                sges,
+                total,
+                direct: true,
+                ..
+            }) => {
+                drop(pending);
+                let r = self.ack_result(h, total, Some(&sges), MemAccess::WRITE);
+                self.complete(token, Op::RdmaRead, r);
+            }
+            Some(other) => {
+                pending.insert(h.token, other);
+                return Err(Corrupt("ACK for a bounced read"));
+            }
+            // An operation failed or aborted locally meanwhile: nothing to complete.
+            None => {}
+        }
+        Ok(true)
+    }
+
+    /// Serves a single-copy request of the peer (`SC_WRITE` / `SC_READ`): validates it,
+    /// copies, queues the ACK.
+    fn on_direct(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
+        let Some(peer) = self.peer.as_ref() else {
+            return Err(Corrupt(
+                "single-copy request on a connection that refused them",
+            ));
+        };
+        let len = h.len as usize;
+        if len < direct_len(0)
+            || !(len - direct_len(0)).is_multiple_of(16)
+            || len > direct_len(MAX_PIECES)
+        {
+            return Err(Corrupt("malformed single-copy request"));
+        }
+        {
+            let out = lock(&self.out);
+            if out.internal >= self.limits.max_inflight {
+                return Ok(false); // back-pressure on a flood of requests
+            }
+        }
+        // Copied once out of shared memory, then parsed.
+        let mut raw = [0u8; direct_len(MAX_PIECES)];
+        inb.consumer.payload(h, 0, &mut raw[..len]);
+        let word = |at: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&raw[at..at + 8]);
+            u64::from_le_bytes(v)
+        };
+        let total = word(0);
+        let n = (len - direct_len(0)) / 16;
+        let mut pieces = [(0u64, 0u64); MAX_PIECES];
+        for (i, p) in pieces.iter_mut().take(n).enumerate() {
+            *p = (word(direct_len(i)), word(direct_len(i) + 8));
+        }
+        let direction = if h.kind == SC_WRITE {
+            Direction::Pull
+        } else {
+            Direction::Push
+        };
+        let r = direct::serve(
+            &self.registry,
+            peer,
+            direction,
+            h.a,
+            h.b,
+            total,
+            &pieces[..n],
+        );
+        let (status, bytes) = match r {
+            Ok(b) => (0, b),
+            Err(e) => (e.code() as u32, 0),
+        };
+        let job = Job {
+            kind: JobKind::Ack {
+                op: h.token,
+                status,
+                bytes,
+            },
+            total: 0,
+            sent: 0,
+        };
+        let _ = self.submit(job, true);
         Ok(true)
     }
 
@@ -1021,6 +1283,28 @@ impl LoopbackEndpoint {
         }
     }
 
+    /// How the RDMA operations this endpoint posts move their data: single copy when the
+    /// peer agreed in the handshake to serve them (and could reach this process), bounce
+    /// otherwise. Operations with more SGEs than a single-copy request carries (64)
+    /// bounce either way.
+    pub fn copy_mode(&self) -> CopyMode {
+        if self.shared.direct_out {
+            CopyMode::SingleCopy
+        } else {
+            CopyMode::Bounce
+        }
+    }
+
+    /// How the peer's RDMA operations on this endpoint's memory move their data: single
+    /// copy when this process serves them (it reached the peer's memory in the handshake).
+    pub fn peer_copy_mode(&self) -> CopyMode {
+        if self.shared.peer.is_some() {
+            CopyMode::SingleCopy
+        } else {
+            CopyMode::Bounce
+        }
+    }
+
     /// Whether the connection is unusable (closed here, closed by the peer, or broken).
     pub fn is_closed(&self) -> bool {
         self.shared.is_down()
@@ -1077,18 +1361,39 @@ impl Endpoint for LoopbackEndpoint {
         let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
         let total = self.shared.check_sges(sges, MemAccess::READ)?;
         let op = self.next_op();
-        self.shared
-            .add_pending(op, Pending::Write { token, total })?;
-        let job = Job {
-            kind: JobKind::Write {
-                sges: sges.iter().copied().collect(),
-                key,
-                offset: target.offset,
+        let direct = self.shared.direct(sges);
+        self.shared.add_pending(
+            op,
+            Pending::Write {
                 token,
-                op,
+                total,
+                direct: direct.then(|| sges.iter().copied().collect()),
             },
-            total,
-            sent: 0,
+        )?;
+        let job = if direct {
+            Job {
+                kind: JobKind::Direct {
+                    kind: SC_WRITE,
+                    sges: sges.iter().copied().collect(),
+                    key,
+                    offset: target.offset,
+                    op,
+                },
+                total: 1,
+                sent: 0,
+            }
+        } else {
+            Job {
+                kind: JobKind::Write {
+                    sges: sges.iter().copied().collect(),
+                    key,
+                    offset: target.offset,
+                    token,
+                    op,
+                },
+                total,
+                sent: 0,
+            }
         };
         self.shared.submit(job, false).inspect_err(|_| {
             lock(&self.shared.pending).remove(&op);
@@ -1105,6 +1410,7 @@ impl Endpoint for LoopbackEndpoint {
         let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
         let total = self.shared.check_sges(sges, MemAccess::WRITE)?;
         let op = self.next_op();
+        let direct = self.shared.direct(sges);
         self.shared.add_pending(
             op,
             Pending::Read {
@@ -1112,17 +1418,32 @@ impl Endpoint for LoopbackEndpoint {
                 sges: sges.iter().copied().collect(),
                 total,
                 received: 0,
+                direct,
             },
         )?;
-        let job = Job {
-            kind: JobKind::ReadReq {
-                key,
-                offset: target.offset,
-                len: total,
-                op,
-            },
-            total: 0,
-            sent: 0,
+        let job = if direct {
+            Job {
+                kind: JobKind::Direct {
+                    kind: SC_READ,
+                    sges: sges.iter().copied().collect(),
+                    key,
+                    offset: target.offset,
+                    op,
+                },
+                total: 1,
+                sent: 0,
+            }
+        } else {
+            Job {
+                kind: JobKind::ReadReq {
+                    key,
+                    offset: target.offset,
+                    len: total,
+                    op,
+                },
+                total: 0,
+                sent: 0,
+            }
         };
         self.shared.submit(job, false).inspect_err(|_| {
             lock(&self.shared.pending).remove(&op);

@@ -17,8 +17,22 @@
 //!   validated; payload is copied once; remote accesses are checked against the
 //!   registration (key with generation, bounds, rights) before a byte moves; a violation
 //!   or a dead peer fails every pending operation with an error.
-//! - **RDMA** is bounced through the ring (the owner of the memory copies, after
-//!   validation).
+//! - **RDMA** is single copy where the kernel allows it: the owner of the target region
+//!   validates the request, then copies straight between its region and the initiator's
+//!   memory with `process_vm_readv` / `process_vm_writev` (see `direct`). Where it does
+//!   not (Yama `ptrace_scope`, another user, pid namespaces) — or when
+//!   [`LoopbackTransport::with_copy_mode`] asks for it — RDMA bounces through the ring,
+//!   the owner again copying after validation. The mode is settled at connect, per
+//!   direction, and reported by [`LoopbackEndpoint::copy_mode`].
+//! - **Handshake** (over the Unix socket; version 2): the connector sends
+//!   `magic u32 | version u32 | ring capacity u64 | flags u32 | 0 u32 | probe address u64 |
+//!   probe bytes [16]` with the memfd and the two eventfds; the acceptor answers
+//!   `magic | version | flags u32 | 0 u32 | probe address | probe bytes`, the connector
+//!   closes with `magic | flags u32`. Flags: 1 = wants single copy, 2 = serves single
+//!   copy (it read the other side's 16 random probe bytes back from the other side's
+//!   memory, at the pid the kernel names for the socket). A side sends single-copy
+//!   requests only if both want it and the other serves them; a side serves them only if
+//!   it said so. Reads of the handshake time out after 10 s.
 //!
 //! ```
 //! use san_spi_core::transport::{block_on, Endpoint, Listener, MemAccess, Memory, Sge, Transport};
@@ -46,15 +60,16 @@
 //! assert_eq!(&dst[..5], b"hello");
 //! ```
 
+mod direct;
 mod endpoint;
 mod registry;
 mod ring;
 mod sys;
 
-pub use endpoint::{Limits, LoopbackEndpoint};
+pub use endpoint::{CopyMode, Limits, LoopbackEndpoint};
 pub use registry::DESCRIPTOR_LEN;
 
-use endpoint::Shared;
+use endpoint::{Directions, Shared};
 use registry::Registry;
 use san_spi_core::transport::{
     Capabilities, LocalAddress, MemAccess, Memory, MemoryHandle, Transport, TransportControl,
@@ -65,10 +80,18 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 const HELLO_MAGIC: u32 = 0x5341_4E4C; // "LNAS"
-const HELLO_VERSION: u32 = 1;
-const HELLO_LEN: usize = 16;
+const HELLO_VERSION: u32 = 2;
+const HELLO_LEN: usize = 48;
+const REPLY_LEN: usize = 40;
+const FINAL_LEN: usize = 8;
+/// Handshake flag: this side wants single-copy RDMA.
+const WANTS_DIRECT: u32 = 1;
+/// Handshake flag: this side reached the other's memory and serves its single-copy requests.
+const SERVES_DIRECT: u32 = 2;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default data bytes of each ring.
 pub const DEFAULT_RING_CAPACITY: usize = 4 << 20;
@@ -89,6 +112,7 @@ pub struct LoopbackTransport {
     registry: Arc<Registry>,
     limits: Limits,
     ring_capacity: usize,
+    copy_mode: CopyMode,
     addresses: Vec<LocalAddress>,
 }
 
@@ -102,6 +126,7 @@ impl LoopbackTransport {
             registry: Arc::new(Registry::new()),
             limits: Limits::default(),
             ring_capacity: DEFAULT_RING_CAPACITY,
+            copy_mode: CopyMode::SingleCopy,
             addresses: vec![
                 LocalAddress::new("198.18.0.1:0".parse().expect("literal")),
                 LocalAddress::new("[fd53:414e::1]:0".parse().expect("literal")),
@@ -118,6 +143,26 @@ impl LoopbackTransport {
         assert!(capacity.is_power_of_two() && capacity >= 64 << 10);
         self.ring_capacity = capacity;
         self
+    }
+
+    /// Sets how new connections move RDMA data: [`CopyMode::SingleCopy`] (the default)
+    /// where the kernel allows it and bounce otherwise, or [`CopyMode::Bounce`] always.
+    /// Either side choosing bounce makes the whole connection bounce.
+    ///
+    /// ```
+    /// use san_spi_loopback::{CopyMode, LoopbackTransport};
+    ///
+    /// let t = LoopbackTransport::new("bounce-only").with_copy_mode(CopyMode::Bounce);
+    /// assert_eq!(t.copy_mode(), CopyMode::Bounce);
+    /// ```
+    pub fn with_copy_mode(mut self, mode: CopyMode) -> LoopbackTransport {
+        self.copy_mode = mode;
+        self
+    }
+
+    /// The copy mode new connections ask for (see [`with_copy_mode`](Self::with_copy_mode)).
+    pub fn copy_mode(&self) -> CopyMode {
+        self.copy_mode
     }
 
     /// Sets the queue limits of new endpoints.
@@ -138,6 +183,7 @@ impl LoopbackTransport {
         capacity: usize,
         connector: bool,
         efds: (OwnedFd, OwnedFd),
+        directions: Directions,
     ) -> Result<LoopbackEndpoint, WsaError> {
         let ring = ring::ring_bytes(capacity);
         let map = Arc::new(sys::Mapping::new(fd, 2 * ring).map_err(|_| WsaError::NoBufs)?);
@@ -149,12 +195,16 @@ impl LoopbackTransport {
         Ok(LoopbackEndpoint::start(Shared::new(
             self.registry.clone(),
             self.limits,
-            producer,
-            consumer,
+            (producer, consumer),
             peer_efd,
             my_efd,
             socket,
+            directions,
         )))
+    }
+
+    fn wants_direct(&self) -> bool {
+        self.copy_mode == CopyMode::SingleCopy
     }
 }
 
@@ -203,26 +253,18 @@ impl san_spi_core::transport::Listener for LoopbackListener {
     async fn accept(&self) -> Result<LoopbackEndpoint, WsaError> {
         loop {
             let (socket, _) = self.listener.accept().map_err(|_| WsaError::NetDown)?;
-            match accept_hello(&socket) {
-                Ok((fd, capacity, efd_acceptor, efd_connector)) => {
-                    let ep = self.transport.endpoint(
-                        socket.try_clone().map_err(|_| WsaError::NoBufs)?,
-                        &fd,
-                        capacity,
-                        false,
-                        (efd_connector, efd_acceptor),
-                    )?;
-                    // Tell the connector it is accepted.
-                    use std::io::Write;
-                    let mut s = &socket;
-                    if s.write_all(&[1]).is_err() {
-                        continue;
-                    }
-                    return Ok(ep);
-                }
-                // A malformed hello is the peer's problem: drop it and keep listening.
-                Err(_) => continue,
-            }
+            // A malformed or stalled handshake is the peer's problem: drop it, keep listening.
+            let Ok(h) = accept_handshake(&socket, self.transport.wants_direct()) else {
+                continue;
+            };
+            return self.transport.endpoint(
+                socket,
+                &h.fd,
+                h.capacity,
+                false,
+                (h.efd_connector, h.efd_acceptor),
+                h.directions,
+            );
         }
     }
 
@@ -231,22 +273,135 @@ impl san_spi_core::transport::Listener for LoopbackListener {
     }
 }
 
-/// Reads and validates a connector's hello: (memfd, ring capacity, acceptor's eventfd,
-/// connector's eventfd).
-fn accept_hello(socket: &UnixStream) -> Result<(OwnedFd, usize, OwnedFd, OwnedFd), WsaError> {
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
+}
+
+/// 16 random bytes in memory of their own, for the other side to read back.
+fn new_probe() -> Box<[u8; 16]> {
+    let mut p = Box::new([0u8; 16]);
+    p[..8].copy_from_slice(&sys::random_u64().to_le_bytes());
+    p[8..].copy_from_slice(&sys::random_u64().to_le_bytes());
+    p
+}
+
+fn probe_bytes(b: &[u8], at: usize) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p.copy_from_slice(&b[at..at + 16]);
+    p
+}
+
+/// The connector's hello.
+fn encode_hello(capacity: usize, flags: u32, probe: &[u8; 16]) -> [u8; HELLO_LEN] {
+    let mut hello = [0u8; HELLO_LEN];
+    hello[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
+    hello[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
+    hello[8..16].copy_from_slice(&(capacity as u64).to_le_bytes());
+    hello[16..20].copy_from_slice(&flags.to_le_bytes());
+    hello[24..32].copy_from_slice(&(probe.as_ptr() as u64).to_le_bytes());
+    hello[32..48].copy_from_slice(probe);
+    hello
+}
+
+/// The acceptor's reply.
+fn encode_reply(flags: u32, probe: &[u8; 16]) -> [u8; REPLY_LEN] {
+    let mut reply = [0u8; REPLY_LEN];
+    reply[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
+    reply[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
+    reply[8..12].copy_from_slice(&flags.to_le_bytes());
+    reply[16..24].copy_from_slice(&(probe.as_ptr() as u64).to_le_bytes());
+    reply[24..40].copy_from_slice(probe);
+    reply
+}
+
+/// The connector's last word.
+fn encode_final(flags: u32) -> [u8; FINAL_LEN] {
+    let mut f = [0u8; FINAL_LEN];
+    f[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
+    f[4..8].copy_from_slice(&flags.to_le_bytes());
+    f
+}
+
+/// Whether this side serves the other's single-copy requests: both want it, and the
+/// process the socket names shows `probe` at `addr`.
+fn probe_peer(
+    socket: &UnixStream,
+    both_want: bool,
+    addr: u64,
+    probe: &[u8; 16],
+) -> Option<direct::Peer> {
+    if !both_want {
+        return None;
+    }
+    direct::Peer::of_socket(socket.as_raw_fd()).filter(|p| p.probe(addr, probe))
+}
+
+/// The connector's side of the handshake after the hello went out: reads the reply,
+/// probes, sends the last word. `probe` must stay alive until this returns.
+fn connect_handshake(
+    socket: &UnixStream,
+    wants: bool,
+    probe: &[u8; 16],
+) -> std::io::Result<Directions> {
+    use std::io::{Read, Write};
+    let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut reply = [0u8; REPLY_LEN];
+    (&mut &*socket).read_exact(&mut reply)?;
+    if u32_at(&reply, 0) != HELLO_MAGIC || u32_at(&reply, 4) != HELLO_VERSION {
+        return Err(bad());
+    }
+    let flags = u32_at(&reply, 8);
+    let both_want = wants && flags & WANTS_DIRECT != 0;
+    let peer = probe_peer(
+        socket,
+        both_want,
+        u64_at(&reply, 16),
+        &probe_bytes(&reply, 24),
+    );
+    let mine =
+        if wants { WANTS_DIRECT } else { 0 } | if peer.is_some() { SERVES_DIRECT } else { 0 };
+    (&mut &*socket).write_all(&encode_final(mine))?;
+    socket.set_read_timeout(None)?;
+    // The acceptor has read our probe bytes (or given up) before replying.
+    std::hint::black_box(probe);
+    Ok(Directions {
+        out: both_want && flags & SERVES_DIRECT != 0,
+        peer,
+    })
+}
+
+/// What an acceptor learnt from a good handshake.
+struct Accepted {
+    fd: OwnedFd,
+    capacity: usize,
+    efd_acceptor: OwnedFd,
+    efd_connector: OwnedFd,
+    directions: Directions,
+}
+
+/// The acceptor's side of the handshake: reads and validates the hello (memfd, ring
+/// capacity, acceptor's and connector's eventfds), probes, replies, reads the last word.
+fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaError> {
+    use std::io::{Read, Write};
+    socket
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(|_| WsaError::ConnReset)?;
     let mut hello = [0u8; HELLO_LEN];
     let (n, mut fds) =
         sys::recv_fds(socket.as_raw_fd(), &mut hello, 3).map_err(|_| WsaError::ConnReset)?;
     if n != HELLO_LEN || fds.len() != 3 {
         return Err(WsaError::ConnReset);
     }
-    let magic = u32::from_le_bytes([hello[0], hello[1], hello[2], hello[3]]);
-    let version = u32::from_le_bytes([hello[4], hello[5], hello[6], hello[7]]);
-    let mut c = [0u8; 8];
-    c.copy_from_slice(&hello[8..16]);
-    let capacity = u64::from_le_bytes(c);
-    if magic != HELLO_MAGIC
-        || version != HELLO_VERSION
+    let capacity = u64_at(&hello, 8);
+    if u32_at(&hello, 0) != HELLO_MAGIC
+        || u32_at(&hello, 4) != HELLO_VERSION
         || !capacity.is_power_of_two()
         || !(64 << 10..=1 << 30).contains(&capacity)
     {
@@ -260,7 +415,40 @@ fn accept_hello(socket: &UnixStream) -> Result<(OwnedFd, usize, OwnedFd, OwnedFd
     if !sys::is_size_sealed(&fd) || len < 2 * ring::ring_bytes(capacity) {
         return Err(WsaError::ConnReset);
     }
-    Ok((fd, capacity, efd_acceptor, efd_connector))
+    let flags = u32_at(&hello, 16);
+    let both_want = wants && flags & WANTS_DIRECT != 0;
+    let peer = probe_peer(
+        socket,
+        both_want,
+        u64_at(&hello, 24),
+        &probe_bytes(&hello, 32),
+    );
+    let probe = new_probe();
+    let mine =
+        if wants { WANTS_DIRECT } else { 0 } | if peer.is_some() { SERVES_DIRECT } else { 0 };
+    let mut s = socket;
+    s.write_all(&encode_reply(mine, &probe))
+        .map_err(|_| WsaError::ConnReset)?;
+    let mut last = [0u8; FINAL_LEN];
+    s.read_exact(&mut last).map_err(|_| WsaError::ConnReset)?;
+    // The connector has read our probe bytes (or given up) before its last word.
+    std::hint::black_box(&probe);
+    if u32_at(&last, 0) != HELLO_MAGIC {
+        return Err(WsaError::ConnReset);
+    }
+    socket
+        .set_read_timeout(None)
+        .map_err(|_| WsaError::ConnReset)?;
+    Ok(Accepted {
+        fd,
+        capacity,
+        efd_acceptor,
+        efd_connector,
+        directions: Directions {
+            out: both_want && u32_at(&last, 4) & SERVES_DIRECT != 0,
+            peer,
+        },
+    })
 }
 
 #[async_trait::async_trait]
@@ -301,10 +489,9 @@ impl Transport for LoopbackTransport {
         }
         let efd_acceptor = sys::eventfd().map_err(|_| WsaError::NoBufs)?;
         let efd_connector = sys::eventfd().map_err(|_| WsaError::NoBufs)?;
-        let mut hello = [0u8; HELLO_LEN];
-        hello[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
-        hello[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
-        hello[8..16].copy_from_slice(&(capacity as u64).to_le_bytes());
+        let wants = self.wants_direct();
+        let probe = new_probe();
+        let hello = encode_hello(capacity, if wants { WANTS_DIRECT } else { 0 }, &probe);
         sys::send_fds(
             socket.as_raw_fd(),
             &hello,
@@ -315,11 +502,16 @@ impl Transport for LoopbackTransport {
             ],
         )
         .map_err(|_| WsaError::NotConn)?;
-        use std::io::Read;
-        let mut ok = [0u8; 1];
-        let mut s = &socket;
-        s.read_exact(&mut ok).map_err(|_| WsaError::ConnReset)?;
-        self.endpoint(socket, &fd, capacity, true, (efd_acceptor, efd_connector))
+        let directions =
+            connect_handshake(&socket, wants, &probe).map_err(|_| WsaError::ConnReset)?;
+        self.endpoint(
+            socket,
+            &fd,
+            capacity,
+            true,
+            (efd_acceptor, efd_connector),
+            directions,
+        )
     }
 }
 
@@ -337,12 +529,31 @@ pub mod fault {
         _socket: UnixStream,
         /// Data bytes of each ring.
         pub capacity: usize,
+        /// Whether the victim said it serves this peer's single-copy requests.
+        pub victim_serves: bool,
+    }
+
+    /// What a raw peer shows the victim's single-copy probe.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RawProbe {
+        /// Does not want single copy: the victim must refuse single-copy requests.
+        Refuse,
+        /// Wants single copy, shows its probe bytes honestly and claims to serve the
+        /// victim's requests (which it never answers): the victim serves single-copy
+        /// requests if the kernel lets it reach this process, and sends its own. Use it
+        /// only from another process: a peer in the victim's own process shares its
+        /// address space, so the victim trusts the addresses it names.
+        Honest,
+        /// Wants single copy but names this address (not its probe bytes): the victim
+        /// must refuse single-copy requests.
+        Bogus(u64),
     }
 
     impl std::fmt::Debug for RawPeer {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("RawPeer")
                 .field("len", &self.map.len())
+                .field("victim_serves", &self.victim_serves)
                 .finish()
         }
     }
@@ -353,7 +564,9 @@ pub mod fault {
         namespace: &str,
         addr: SocketAddr,
         capacity: usize,
+        probe: RawProbe,
     ) -> std::io::Result<RawPeer> {
+        use std::io::{Read, Write};
         let t = LoopbackTransport::new(namespace);
         let name = t
             .socket_name(&addr)
@@ -366,24 +579,37 @@ pub mod fault {
         ring::init(&map, ring, capacity).ok_or(std::io::ErrorKind::InvalidInput)?;
         let efd_victim = sys::eventfd()?;
         let efd_own = sys::eventfd()?;
-        let mut hello = [0u8; HELLO_LEN];
-        hello[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
-        hello[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
-        hello[8..16].copy_from_slice(&(capacity as u64).to_le_bytes());
+        let bytes = new_probe();
+        let flags = if probe == RawProbe::Refuse {
+            0
+        } else {
+            WANTS_DIRECT
+        };
+        let mut hello = encode_hello(capacity, flags, &bytes);
+        if let RawProbe::Bogus(addr) = probe {
+            hello[24..32].copy_from_slice(&addr.to_le_bytes());
+        }
         sys::send_fds(
             socket.as_raw_fd(),
             &hello,
             &[fd.as_raw_fd(), efd_victim.as_raw_fd(), efd_own.as_raw_fd()],
         )?;
-        use std::io::Read;
-        let mut ok = [0u8; 1];
-        (&socket).read_exact(&mut ok)?;
+        let mut reply = [0u8; REPLY_LEN];
+        (&socket).read_exact(&mut reply)?;
+        std::hint::black_box(&bytes);
+        let last = if probe == RawProbe::Honest {
+            flags | SERVES_DIRECT
+        } else {
+            flags
+        };
+        (&socket).write_all(&encode_final(last))?;
         Ok(RawPeer {
             map,
             efd_victim,
             _efd_own: efd_own,
             _socket: socket,
             capacity,
+            victim_serves: u32_at(&reply, 8) & SERVES_DIRECT != 0,
         })
     }
 
@@ -432,6 +658,33 @@ pub mod fault {
                 }
                 _ => false,
             }
+        }
+
+        /// Consumes what the victim sent since the last call and counts its ACKs:
+        /// `(successes, errors)`. Stops at anything malformed (the raw peer may have
+        /// scribbled over that ring too).
+        pub fn drain_acks(&self) -> (usize, usize) {
+            let base = ring::ring_bytes(self.capacity);
+            let Some(mut c) = ring::Consumer::new(self.map.clone(), base, self.capacity) else {
+                return (0, 0);
+            };
+            let (mut ok, mut err) = (0, 0);
+            for _ in 0..100_000 {
+                match c.peek() {
+                    Ok(Some(h)) => {
+                        if h.kind == endpoint::ACK {
+                            if h.a == 0 {
+                                ok += 1;
+                            } else {
+                                err += 1;
+                            }
+                        }
+                        c.consume(&h);
+                    }
+                    _ => break,
+                }
+            }
+            (ok, err)
         }
 
         /// Wakes the victim's progress thread.

@@ -1,11 +1,13 @@
 //! The few Linux calls the transport needs, each wrapped once: memfd + mmap, eventfd,
-//! poll, and file-descriptor passing over a Unix socket.
+//! poll, file-descriptor passing over a Unix socket, the peer's credentials, pidfds and
+//! cross-memory attach (`process_vm_readv` / `process_vm_writev`).
 //!
 //! # Safety
 //!
-//! This is one of the two modules with `unsafe` (the other is `ring`). Every block calls
-//! libc with pointers to live, correctly sized local buffers, or maps / unmaps a region
-//! owned by [`Mapping`].
+//! This is one of the modules with `unsafe` (with `ring` and the single-copy code in
+//! `direct`). Every block calls libc with pointers to live, correctly sized local buffers,
+//! or maps / unmaps a region owned by [`Mapping`]; [`process_vm`] passes its caller's
+//! promise about local memory on to the kernel, which checks the remote side itself.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -261,4 +263,124 @@ pub fn random_u64() -> u64 {
         }
     }
     u64::from_le_bytes(v)
+}
+
+/// The process at the other end of a connected Unix socket, as the kernel recorded it
+/// when the socket was connected (or the listener created), in this process's pid
+/// namespace. `None` when the kernel does not say (a peer in a pid namespace not visible
+/// from here reports pid 0). The peer cannot forge it.
+pub fn peer_pid(socket: RawFd) -> Option<libc::pid_t> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the live local `cred` and updates
+    // the live local `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    let whole = len as usize == std::mem::size_of::<libc::ucred>();
+    (r == 0 && whole && cred.pid > 0).then_some(cred.pid)
+}
+
+/// A pidfd for process `pid`: it becomes readable when the process exits, and unlike the
+/// pid it can never come to name another process.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall without pointers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process behind `pidfd` has exited (the descriptor polls readable).
+pub fn pidfd_exited(pidfd: RawFd) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: pidfd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: `fds` is a live array of one pollfd; timeout 0 never blocks.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    n > 0 && fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Most remote pieces [`process_vm`] takes in one call (well under the kernel's `IOV_MAX`).
+pub const VM_MAX_PIECES: usize = 64;
+
+/// Which way [`process_vm`] copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmDirection {
+    /// `process_vm_readv`: from the remote pieces into local memory.
+    FromRemote,
+    /// `process_vm_writev`: from local memory into the remote pieces.
+    ToRemote,
+}
+
+/// Copies between `len` bytes of local memory at `local` and the `(address, length)`
+/// pieces of process `pid`, in order, in one system call. Returns the bytes copied, which
+/// may be fewer than asked (the kernel stops at the first remote piece it cannot access;
+/// a retry from there reports the error).
+///
+/// # Safety
+///
+/// For [`VmDirection::FromRemote`], `local..local + len` must be writable and not
+/// referenced by anything else for the call; for [`VmDirection::ToRemote`] it must be
+/// readable. The remote pieces are checked by the kernel against the other process's
+/// mappings, never dereferenced here; if `pid` is this process, they are addresses in this
+/// address space and, for `ToRemote`, the caller must also know them writable and
+/// unaliased.
+///
+/// # Panics
+///
+/// If there are more than [`VM_MAX_PIECES`] pieces (a caller bug).
+pub unsafe fn process_vm(
+    pid: libc::pid_t,
+    direction: VmDirection,
+    local: *mut u8,
+    len: usize,
+    remote: &[(u64, usize)],
+) -> io::Result<usize> {
+    assert!(remote.len() <= VM_MAX_PIECES);
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut riov = [empty; VM_MAX_PIECES];
+    for (slot, &(addr, n)) in riov.iter_mut().zip(remote) {
+        *slot = libc::iovec {
+            iov_base: addr as usize as *mut libc::c_void,
+            iov_len: n,
+        };
+    }
+    let liov = libc::iovec {
+        iov_base: local as *mut libc::c_void,
+        iov_len: len,
+    };
+    let n = match direction {
+        // SAFETY: `liov` describes memory the caller vouches for (writable here); `riov`
+        // is a live local array of `remote.len()` iovecs, which the kernel checks against
+        // the remote process.
+        VmDirection::FromRemote => unsafe {
+            libc::process_vm_readv(pid, &liov, 1, riov.as_ptr(), remote.len() as _, 0)
+        },
+        // SAFETY: as above; the local side is only read.
+        VmDirection::ToRemote => unsafe {
+            libc::process_vm_writev(pid, &liov, 1, riov.as_ptr(), remote.len() as _, 0)
+        },
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }

@@ -6,12 +6,12 @@
 //!
 //! Writes 1 MiB and 64 MiB blocks, four in flight, into a region of the peer — in one
 //! process and across two (the test binary re-executes itself as the peer) — and prints
-//! GB/s for each copy mode.
+//! GB/s for each copy mode. `SAN_SPI_BW_SIZES=4096,65536` picks other block sizes.
 
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Memory, RemoteTarget, Sge, Transport,
 };
-use san_spi_loopback::LoopbackTransport;
+use san_spi_loopback::{CopyMode, LoopbackTransport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -70,19 +70,27 @@ fn measure<E: Endpoint>(t: &LoopbackTransport, ep: &E, desc: &[u8], size: usize)
     (ops * size) as f64 / secs / 1e9
 }
 
-fn run(label: &str, t: &LoopbackTransport, ep: &impl Endpoint, desc: &[u8]) {
-    for size in [1usize << 20, 64 << 20] {
-        let gbs = measure(t, ep, desc, size);
-        println!("{label}: RDMA write {:>2} MiB: {gbs:6.2} GB/s", size >> 20);
+fn sizes() -> Vec<usize> {
+    match std::env::var("SAN_SPI_BW_SIZES") {
+        Ok(s) => s.split(',').map(|x| x.trim().parse().unwrap()).collect(),
+        Err(_) => vec![1 << 20, 64 << 20],
     }
 }
 
-fn in_process(t: LoopbackTransport, label: &str) {
-    let addr: SocketAddr = "198.18.0.1:9400".parse().unwrap();
+fn run(label: &str, t: &LoopbackTransport, ep: &impl Endpoint, desc: &[u8]) {
+    for size in sizes() {
+        let gbs = measure(t, ep, desc, size);
+        println!("{label}: RDMA write {:>8} KiB: {gbs:6.2} GB/s", size >> 10);
+    }
+}
+
+fn in_process(t: LoopbackTransport, label: &str, port: u16) {
+    let addr = SocketAddr::from(([198, 18, 0, 1], port));
     let listener = block_on(t.listen(addr)).unwrap();
     let server = std::thread::spawn(move || block_on(listener.accept()).unwrap());
     let client = block_on(t.connect(addr)).unwrap();
     let server = server.join().unwrap();
+    assert_eq!(client.copy_mode(), t.copy_mode());
     let mut region = vec![0u8; REGION].into_boxed_slice();
     // SAFETY: `region` outlives its registration.
     let h = unsafe { t.register(region.as_mut_ptr(), REGION, MemAccess::READ_WRITE) }.unwrap();
@@ -98,6 +106,11 @@ fn in_process(t: LoopbackTransport, label: &str) {
 fn child(spec: &str) -> ! {
     let (ns, addr) = spec.split_once(' ').unwrap();
     let t = LoopbackTransport::new(ns);
+    let t = if ns.ends_with("bounce") {
+        t.with_copy_mode(CopyMode::Bounce)
+    } else {
+        t
+    };
     let listener = block_on(t.listen(addr.parse().unwrap())).unwrap();
     let ep = block_on(listener.accept()).unwrap();
     let mut region = vec![0u8; REGION].into_boxed_slice();
@@ -129,8 +142,8 @@ fn child(spec: &str) -> ! {
     std::process::exit(0);
 }
 
-fn cross_process(make: impl Fn(String) -> LoopbackTransport, label: &str) {
-    let ns = format!("bw-{}-{label}", std::process::id());
+fn cross_process(mode: CopyMode, label: &str) {
+    let ns = format!("bw-{}-{:?}", std::process::id(), mode).to_lowercase();
     let addr = "198.18.0.1:9401";
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -151,7 +164,7 @@ fn cross_process(make: impl Fn(String) -> LoopbackTransport, label: &str) {
         }
     }
     let _child = Reap(child);
-    let t = make(ns);
+    let t = LoopbackTransport::new(ns).with_copy_mode(mode);
     let deadline = Instant::now() + Duration::from_secs(20);
     let ep = loop {
         match block_on(t.connect(addr.parse().unwrap())) {
@@ -165,6 +178,7 @@ fn cross_process(make: impl Fn(String) -> LoopbackTransport, label: &str) {
             }
         }
     };
+    assert_eq!(ep.copy_mode(), mode);
     let mut desc = [0u8; 32];
     // SAFETY: `desc` outlives its registration.
     let hd = unsafe { t.register(desc.as_mut_ptr(), 32, MemAccess::READ_WRITE) }.unwrap();
@@ -191,10 +205,18 @@ fn rdma_write_bandwidth() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         child(&spec);
     }
-    let make = |ns: String| LoopbackTransport::new(ns);
-    in_process(
-        make(format!("bw-{}-in", std::process::id())),
-        "in-process   ",
-    );
-    cross_process(make, "cross-process");
+    for (i, mode) in [CopyMode::Bounce, CopyMode::SingleCopy]
+        .into_iter()
+        .enumerate()
+    {
+        let t = LoopbackTransport::new(format!("bw-{}-in", std::process::id()));
+        let label = format!("{mode:?}, in-process");
+        in_process(
+            t.with_copy_mode(mode),
+            &format!("{label:>25}"),
+            9400 + i as u16 * 2,
+        );
+        let label = format!("{mode:?}, cross-process");
+        cross_process(mode, &format!("{label:>25}"));
+    }
 }

@@ -1,17 +1,71 @@
-//! The transport conformance suite, in one process.
+//! The transport conformance suite, in one process, once per copy mode.
 
-use san_spi_loopback::LoopbackTransport;
+use san_spi_loopback::{CopyMode, LoopbackTransport};
 use san_spi_testkit::{transport_conformance, Harness};
 
-/// Fresh loopback transports, each in its own namespace.
-struct InProcess;
+/// Fresh loopback transports in single-copy mode, each in its own namespace.
+struct SingleCopy;
 
-impl Harness for InProcess {
+impl Harness for SingleCopy {
     type T = LoopbackTransport;
 
     fn transport(test: &str) -> LoopbackTransport {
-        LoopbackTransport::new(format!("conformance-{}-{}", std::process::id(), test))
+        LoopbackTransport::new(format!("conformance-sc-{}-{}", std::process::id(), test))
+            .with_copy_mode(CopyMode::SingleCopy)
     }
 }
 
-transport_conformance!(loopback_in_process, InProcess);
+/// Fresh loopback transports that bounce RDMA through the ring.
+struct Bounce;
+
+impl Harness for Bounce {
+    type T = LoopbackTransport;
+
+    fn transport(test: &str) -> LoopbackTransport {
+        LoopbackTransport::new(format!("conformance-bb-{}-{}", std::process::id(), test))
+            .with_copy_mode(CopyMode::Bounce)
+    }
+}
+
+transport_conformance!(loopback_single_copy, SingleCopy);
+transport_conformance!(loopback_bounce, Bounce);
+
+/// Each harness really runs the mode it is named after (in one process, cross-memory
+/// attach to oneself always works).
+#[test]
+fn harnesses_negotiate_their_modes() {
+    let (_t, c, s) = san_spi_testkit::pair::<SingleCopy>("modes");
+    for ep in [&c, &s] {
+        assert_eq!(ep.copy_mode(), CopyMode::SingleCopy);
+        assert_eq!(ep.peer_copy_mode(), CopyMode::SingleCopy);
+    }
+    let (_t, c, s) = san_spi_testkit::pair::<Bounce>("modes");
+    for ep in [&c, &s] {
+        assert_eq!(ep.copy_mode(), CopyMode::Bounce);
+        assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
+    }
+}
+
+/// One side asking for bounce makes the whole connection bounce, whichever side it is.
+#[test]
+fn either_side_choosing_bounce_wins() {
+    use san_spi_core::transport::{block_on, Listener, Transport};
+    for (port, listener_mode) in [(9700u16, CopyMode::Bounce), (9701, CopyMode::SingleCopy)] {
+        let ns = format!("mixed-{}-{port}", std::process::id());
+        let other = match listener_mode {
+            CopyMode::Bounce => CopyMode::SingleCopy,
+            CopyMode::SingleCopy => CopyMode::Bounce,
+        };
+        let a = LoopbackTransport::new(ns.clone()).with_copy_mode(listener_mode);
+        let b = LoopbackTransport::new(ns).with_copy_mode(other);
+        let addr = std::net::SocketAddr::from(([198, 18, 0, 1], port));
+        let listener = block_on(a.listen(addr)).unwrap();
+        let server = std::thread::spawn(move || block_on(listener.accept()).unwrap());
+        let client = block_on(b.connect(addr)).unwrap();
+        let server = server.join().unwrap();
+        for ep in [&client, &server] {
+            assert_eq!(ep.copy_mode(), CopyMode::Bounce);
+            assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
+        }
+    }
+}

@@ -14,7 +14,7 @@
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Memory, RemoteTarget, Sge, Transport,
 };
-use san_spi_loopback::fault::connect_raw;
+use san_spi_loopback::fault::{connect_raw, RawProbe};
 use san_spi_loopback::{LoopbackEndpoint, LoopbackTransport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ fn hostile_run(seed: u64) {
     let attacker = std::thread::spawn(move || {
         let mut rng = XorShift(seed | 1);
         for _ in 0..CONNS {
-            let peer = connect_raw(&ns, addr, capacity).expect("raw connect");
+            let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
             for _ in 0..ROUNDS {
                 match rng.below(10) {
                     0..=3 => {
