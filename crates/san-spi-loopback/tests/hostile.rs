@@ -2,20 +2,31 @@
 //!
 //! - `hostile_peer_garbage_is_errors_not_panics`: a peer writes seeded random garbage —
 //!   bytes anywhere in both rings, and well-formed records with random kinds, lengths,
-//!   flags and keys (including real descriptors pushed out of bounds) — for 10^5 rounds over
-//!   100 connections. The victim must complete every operation it posted exactly once,
-//!   never panic or hang, and never write outside what it registered for writing.
+//!   flags and keys (including real descriptors pushed out of bounds, and single-copy
+//!   requests with garbage addresses and lengths) — for 10^5 rounds over 100 connections.
+//!   The peer runs in the victim's process, so it never gets single copy (it refuses it,
+//!   or shows a bogus probe): its single-copy requests must be refused. The victim must
+//!   complete every operation it posted exactly once, never panic or hang, and never write
+//!   outside what it registered for writing.
+//! - `hostile_peer_in_another_process_gets_single_copy_and_only_errors`: the same, from a
+//!   child process that negotiates single copy honestly, with mostly single-copy requests:
+//!   garbage pieces (anywhere in its own address space, the victim's addresses, wrapping,
+//!   unmapped, lengths that do not add up) and some valid ones. The victim serves them with
+//!   cross-memory attach into the attacker only; its own memory outside the writable
+//!   region is never written, and the valid requests succeed.
 //! - `peer_killed_mid_transfer_fails_pending_within_1s`: a peer process serving RDMA under
 //!   load is killed with SIGKILL; every pending operation on the survivor completes with an
 //!   error within one second.
 //!
 //! Seeds: `SAN_SPI_SEED` overrides the default; the seed is printed on failure.
 
+mod common;
+
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Memory, RemoteTarget, Sge, Transport,
 };
-use san_spi_loopback::fault::{connect_raw, RawProbe};
-use san_spi_loopback::{LoopbackEndpoint, LoopbackTransport};
+use san_spi_loopback::fault::{connect_raw, RawPeer, RawProbe};
+use san_spi_loopback::{CopyMode, LoopbackEndpoint, LoopbackTransport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -102,53 +113,29 @@ fn hostile_run(seed: u64) {
         u64::from_le_bytes(d_rw[8..16].try_into().unwrap()),
     ];
 
+    let victim_addrs = [ro.as_ptr() as u64, guarded.as_ptr() as u64 + 4096];
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let attacker = std::thread::spawn(move || {
         let mut rng = XorShift(seed | 1);
-        for _ in 0..CONNS {
-            let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
-            for _ in 0..ROUNDS {
-                match rng.below(10) {
-                    0..=3 => {
-                        let mut bytes = [0u8; 64];
-                        for b in bytes.iter_mut() {
-                            *b = rng.next() as u8;
-                        }
-                        let n = 1 + rng.below(64) as usize;
-                        let at = rng.below(peer.len() as u64) as usize;
-                        peer.scribble(at, &bytes[..n]);
-                    }
-                    4 => {
-                        // Head, tail or sleeping word of either ring.
-                        let ring = rng.below(2) as usize * (192 + capacity);
-                        let word = [0, 64, 128][rng.below(3) as usize];
-                        peer.scribble(ring + word, &rng.next().to_le_bytes());
-                    }
-                    _ => {
-                        let kind = rng.below(9) as u16;
-                        let flags = rng.below(8) as u16;
-                        let key = match rng.below(3) {
-                            0 => keys[0],
-                            1 => keys[1],
-                            _ => rng.next(),
-                        };
-                        let b = match rng.below(3) {
-                            0 => rng.below(8192),
-                            1 => rng.next(),
-                            _ => 0,
-                        };
-                        let mut payload = vec![0u8; rng.below(300) as usize];
-                        for x in payload.iter_mut() {
-                            *x = rng.next() as u8;
-                        }
-                        if payload.len() >= 8 && rng.below(2) == 0 {
-                            payload[..8].copy_from_slice(&rng.below(16384).to_le_bytes());
-                        }
-                        peer.push_record(kind, flags, rng.next() % 64, key, b, &payload);
-                    }
-                }
-                peer.signal();
-            }
+        let mut scratch = vec![0u8; 16 << 10];
+        for conn in 0..CONNS {
+            // Never an honest single-copy probe from inside the victim's process.
+            let probe = if conn % 4 == 3 {
+                RawProbe::Bogus(rng.next() % (1 << 47))
+            } else {
+                RawProbe::Refuse
+            };
+            let peer = connect_raw(&ns, addr, capacity, probe).expect("raw connect");
+            assert!(!peer.victim_serves, "single copy served to {probe:?}");
+            attack(
+                &peer,
+                &mut rng,
+                &keys,
+                &victim_addrs,
+                &mut scratch,
+                ROUNDS,
+                Mix::RINGS,
+            );
             drop(peer);
             done_tx.send(()).unwrap();
         }
@@ -161,6 +148,7 @@ fn hostile_run(seed: u64) {
     };
     for conn in 0..CONNS {
         let ep = block_on(listener.accept()).unwrap();
+        assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
         // Work the victim has outstanding while the garbage arrives.
         let mut posted = 0;
         for i in 0..2u64 {
@@ -207,6 +195,369 @@ fn hostile_run(seed: u64) {
         "guard after the writable region written"
     );
     assert!(send.iter().all(|&b| b == 0x42), "send source written");
+    for h in [h_ro, h_rw, h_recv, h_send] {
+        t.deregister(h).unwrap();
+    }
+}
+
+/// How an attack round is chosen, in parts per thousand.
+#[derive(Clone, Copy)]
+struct Mix {
+    /// Random bytes anywhere in both rings.
+    scribble: u64,
+    /// A random head, tail or sleeping word.
+    words: u64,
+    /// A single-copy request with a structured (mostly garbage) payload.
+    single_copy: u64,
+    /// Of those, malformed ones (too many pieces, ragged): they end the connection.
+    malformed: u64,
+    // The rest: a well-formed record of a random kind.
+}
+
+impl Mix {
+    /// Mostly ring garbage: the in-process attacker.
+    const RINGS: Mix = Mix {
+        scribble: 400,
+        words: 100,
+        single_copy: 100,
+        malformed: 200,
+    };
+    /// Mostly single-copy requests, rarely breaking the connection (so many get served).
+    const SINGLE_COPY: Mix = Mix {
+        scribble: 1,
+        words: 1,
+        single_copy: 990,
+        malformed: 5,
+    };
+}
+
+const SC_WRITE: u16 = 7;
+const SC_READ: u16 = 8;
+
+/// A single-copy request payload: `total u64` then `(address u64, length u64)` pieces,
+/// mostly garbage, sometimes valid (pieces inside `scratch` adding up to the total).
+fn single_copy_payload(
+    rng: &mut XorShift,
+    victim_addrs: &[u64],
+    scratch: &mut [u8],
+    malformed: bool,
+) -> Vec<u8> {
+    let own = scratch.as_mut_ptr() as u64;
+    let own_len = scratch.len() as u64;
+    let valid = !malformed && rng.below(3) == 0;
+    let n = match rng.below(8) {
+        _ if malformed && rng.below(2) == 0 => 65 + rng.below(20) as usize, // too many
+        _ if valid => 1 + rng.below(4) as usize,
+        0 => 0,
+        1..=3 => 1,
+        _ => 1 + rng.below(64) as usize,
+    };
+    let mut pieces = Vec::with_capacity(n);
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let (addr, len) = if valid {
+            let len = rng.below(256);
+            (own + rng.below(own_len - 256), len)
+        } else {
+            let addr = match rng.below(7) {
+                0 => rng.next(),
+                1 => rng.below(1 << 16),              // near null
+                2 => own + rng.below(own_len + 4096), // own memory, or just past it
+                3 => victim_addrs[rng.below(victim_addrs.len() as u64) as usize] + rng.below(8192),
+                4 => u64::MAX - rng.below(4096),            // wraps
+                5 => 0x7fff_ffff_0000 + rng.below(1 << 16), // top of user space
+                _ => 0xffff_8000_0000_0000 + rng.below(1 << 30), // kernel space
+            };
+            let len = match rng.below(4) {
+                0 => rng.below(64),
+                1 => rng.below(8192),
+                2 => rng.next(),
+                _ => u64::MAX - rng.below(16),
+            };
+            (addr, len)
+        };
+        sum = sum.wrapping_add(len);
+        pieces.push((addr, len));
+    }
+    let total = if valid || rng.below(2) == 0 {
+        sum
+    } else {
+        rng.below(8192)
+    };
+    let mut payload = total.to_le_bytes().to_vec();
+    for (a, l) in pieces {
+        payload.extend_from_slice(&a.to_le_bytes());
+        payload.extend_from_slice(&l.to_le_bytes());
+    }
+    if malformed && n <= 64 {
+        // Ragged: not a whole number of pieces.
+        payload.truncate(rng.below(payload.len() as u64) as usize);
+        payload.extend_from_slice(&[0xAB; 3]);
+    }
+    payload
+}
+
+/// `rounds` rounds of garbage against the victim behind `peer`.
+fn attack(
+    peer: &RawPeer,
+    rng: &mut XorShift,
+    keys: &[u64; 2],
+    victim_addrs: &[u64],
+    scratch: &mut [u8],
+    rounds: usize,
+    mix: Mix,
+) {
+    let capacity = peer.capacity;
+    for _ in 0..rounds {
+        let roll = rng.below(1000);
+        let key = match rng.below(3) {
+            0 => keys[0],
+            1 => keys[1],
+            _ => rng.next(),
+        };
+        if roll < mix.scribble {
+            let mut bytes = [0u8; 64];
+            for b in bytes.iter_mut() {
+                *b = rng.next() as u8;
+            }
+            let n = 1 + rng.below(64) as usize;
+            let at = rng.below(peer.len() as u64) as usize;
+            peer.scribble(at, &bytes[..n]);
+        } else if roll < mix.scribble + mix.words {
+            // Head, tail or sleeping word of either ring.
+            let ring = rng.below(2) as usize * (192 + capacity);
+            let word = [0, 64, 128][rng.below(3) as usize];
+            peer.scribble(ring + word, &rng.next().to_le_bytes());
+        } else if roll < mix.scribble + mix.words + mix.single_copy {
+            let kind = if rng.below(2) == 0 { SC_WRITE } else { SC_READ };
+            let offset = match rng.below(4) {
+                0 => rng.next(),
+                1 => 4096 - rng.below(300),
+                _ => rng.below(4096),
+            };
+            let malformed = rng.below(1000) < mix.malformed;
+            let payload = single_copy_payload(rng, victim_addrs, scratch, malformed);
+            peer.push_record(
+                kind,
+                rng.below(8) as u16,
+                rng.next() % 64,
+                key,
+                offset,
+                &payload,
+            );
+        } else {
+            let kind = rng.below(10) as u16; // includes the single-copy kinds and an unknown one
+            let flags = rng.below(8) as u16;
+            let b = match rng.below(3) {
+                0 => rng.below(8192),
+                1 => rng.next(),
+                _ => 0,
+            };
+            let mut payload = vec![0u8; rng.below(300) as usize];
+            for x in payload.iter_mut() {
+                *x = rng.next() as u8;
+            }
+            if payload.len() >= 8 && rng.below(2) == 0 {
+                payload[..8].copy_from_slice(&rng.below(16384).to_le_bytes());
+            }
+            peer.push_record(kind, flags, rng.next() % 64, key, b, &payload);
+        }
+        peer.signal();
+    }
+}
+
+const HOSTILE_CHILD_ENV: &str = "SAN_SPI_LOOPBACK_HOSTILE_CHILD";
+const HOSTILE_CONNS: usize = 20;
+const HOSTILE_ROUNDS: usize = 2000;
+
+/// The attacker process: `HOSTILE_CONNS` connections of single-copy garbage. Exits 0 when
+/// the honest connections got some valid requests served, 2 otherwise.
+fn hostile_child(spec: &str) -> ! {
+    common::watchdog(Duration::from_secs(120));
+    let f: Vec<&str> = spec.split(' ').collect();
+    let (ns, addr) = (f[0], f[1].parse::<SocketAddr>().unwrap());
+    let seed: u64 = f[2].parse().unwrap();
+    let keys = [f[3].parse().unwrap(), f[4].parse().unwrap()];
+    let victim_addrs = [f[5].parse().unwrap(), f[6].parse().unwrap()];
+    let capacity = 64 << 10;
+    let mut rng = XorShift(seed | 1);
+    let mut scratch = vec![0x77u8; 16 << 10];
+    let (mut served, mut refused) = (0, 0);
+    for conn in 0..HOSTILE_CONNS {
+        let probe = if conn % 5 == 4 {
+            RawProbe::Bogus(rng.next() % (1 << 47))
+        } else {
+            RawProbe::Honest
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let peer = loop {
+            match connect_raw(ns, addr, capacity, probe) {
+                Ok(p) => break p,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("raw connect: {e}"),
+            }
+        };
+        for _ in 0..HOSTILE_ROUNDS / 100 {
+            attack(
+                &peer,
+                &mut rng,
+                &keys,
+                &victim_addrs,
+                &mut scratch,
+                100,
+                Mix::SINGLE_COPY,
+            );
+            // Keep the victim's outbound ring draining, so its ACKs never stall it.
+            std::thread::sleep(Duration::from_micros(200));
+            let (ok, err) = peer.drain_acks();
+            if peer.victim_serves {
+                served += ok;
+            }
+            refused += err;
+        }
+        drop(peer);
+    }
+    eprintln!("hostile child: {served} single-copy requests served, {refused} refused");
+    std::process::exit(if served > 0 && refused > 0 { 0 } else { 2 });
+}
+
+#[test]
+fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
+    if let Ok(spec) = std::env::var(HOSTILE_CHILD_ENV) {
+        hostile_child(&spec);
+    }
+    let seed = seed();
+    let ns = format!("hostile-x-{}", std::process::id());
+    let capacity = 64 << 10;
+    let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
+    let addr: SocketAddr = "198.18.0.1:9101".parse().unwrap();
+    let listener = block_on(t.listen(addr)).unwrap();
+    let mut ro = vec![0x11u8; 4096].into_boxed_slice();
+    let mut guarded = vec![0x99u8; 3 * 4096].into_boxed_slice();
+    let mut recv = vec![0u8; 8192].into_boxed_slice();
+    let mut send = vec![0x42u8; 1024].into_boxed_slice();
+    // SAFETY: every box outlives its registration (deregistered at the end of the test).
+    let (h_ro, h_rw, h_recv, h_send) = unsafe {
+        (
+            t.register(ro.as_mut_ptr(), 4096, MemAccess::READ).unwrap(),
+            t.register(guarded.as_mut_ptr().add(4096), 4096, MemAccess::READ_WRITE)
+                .unwrap(),
+            t.register(recv.as_mut_ptr(), 8192, MemAccess::WRITE)
+                .unwrap(),
+            t.register(send.as_mut_ptr(), 1024, MemAccess::READ)
+                .unwrap(),
+        )
+    };
+    let mut d_ro = [0u8; 32];
+    let mut d_rw = [0u8; 32];
+    t.export(h_ro, &mut d_ro).unwrap();
+    t.export(h_rw, &mut d_rw).unwrap();
+    let key = |d: &[u8; 32]| u64::from_le_bytes(d[8..16].try_into().unwrap());
+    let spec = format!(
+        "{ns} {addr} {seed} {} {} {} {}",
+        key(&d_ro),
+        key(&d_rw),
+        ro.as_ptr() as u64,
+        guarded.as_ptr() as u64 + 4096
+    );
+    let test = "hostile_peer_in_another_process_gets_single_copy_and_only_errors";
+    let mut child = common::spawn_self(test, HOSTILE_CHILD_ENV, &spec, |_| {});
+    // Accept on a thread, so that a dead child fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..HOSTILE_CONNS {
+            if tx.send(block_on(listener.accept())).is_err() {
+                return;
+            }
+        }
+    });
+    let sge = |h, p: *const u8, len: u32| Sge {
+        handle: h,
+        addr: p as u64,
+        len,
+    };
+    let mut single_copy = 0;
+    for conn in 0..HOSTILE_CONNS {
+        let ep = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(ep) => break ep.unwrap(),
+                Err(_) => {
+                    if let Some(status) = child.exited() {
+                        panic!("SAN_SPI_SEED={seed}: the attacker exited early: {status}");
+                    }
+                }
+            }
+        };
+        if conn % 5 == 4 {
+            assert_eq!(
+                ep.peer_copy_mode(),
+                CopyMode::Bounce,
+                "bogus probe accepted"
+            );
+        } else if ep.peer_copy_mode() == CopyMode::SingleCopy {
+            single_copy += 1;
+        }
+        let mut posted = 0;
+        for i in 0..2u64 {
+            if ep
+                .post_recv(&[sge(h_recv, recv.as_ptr(), 8192)], conn as u64 * 10 + i)
+                .is_ok()
+            {
+                posted += 1;
+            }
+        }
+        if ep.post_send(&[sge(h_send, send.as_ptr(), 1024)], 7).is_ok() {
+            posted += 1;
+        }
+        let target = RemoteTarget {
+            descriptor: &d_rw,
+            offset: 0,
+        };
+        // Single copy towards the attacker when it claims to serve it: never answered.
+        if ep
+            .rdma_read(&[sge(h_recv, recv.as_ptr(), 512)], target, 8)
+            .is_ok()
+        {
+            posted += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ep.is_closed() {
+            assert!(
+                Instant::now() < deadline,
+                "SAN_SPI_SEED={seed}: connection {conn} never ended"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let got = drain(&ep, posted, Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            got.len(),
+            posted,
+            "SAN_SPI_SEED={seed}: connection {conn}: completions {got:?}"
+        );
+        ep.close();
+    }
+    let status = child.wait_exit(Duration::from_secs(30));
+    assert!(ro.iter().all(|&b| b == 0x11), "read-only region written");
+    assert!(
+        guarded[..4096].iter().all(|&b| b == 0x99),
+        "guard before the writable region written"
+    );
+    assert!(
+        guarded[8192..].iter().all(|&b| b == 0x99),
+        "guard after the writable region written"
+    );
+    assert!(send.iter().all(|&b| b == 0x42), "send source written");
+    if common::ptrace_unrestricted() || single_copy > 0 {
+        assert_eq!(single_copy, HOSTILE_CONNS - HOSTILE_CONNS / 5);
+        assert!(
+            status.success(),
+            "SAN_SPI_SEED={seed}: no valid single-copy request was served ({status})"
+        );
+    } else {
+        eprintln!("cross-memory attach to the child is not permitted here: single copy untested");
+    }
     for h in [h_ro, h_rw, h_recv, h_send] {
         t.deregister(h).unwrap();
     }

@@ -1,0 +1,145 @@
+//! Helpers for tests whose peer is another process: the test binary re-executes itself
+//! with `--exact <test>` and an environment variable naming the child's role.
+#![allow(dead_code)]
+
+use san_spi_core::transport::{block_on, Transport};
+use san_spi_loopback::{LoopbackEndpoint, LoopbackTransport};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is killed and reaped when dropped, whatever happened.
+pub struct Reap(pub Option<Child>);
+
+impl Reap {
+    /// Waits up to `timeout` for the child to exit by itself; kills it and fails if not.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("child");
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait().expect("try_wait") {
+                Some(status) => return status,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the child did not exit within {timeout:?}");
+                }
+            }
+        }
+    }
+
+    /// Whether the child already exited (then it is reaped).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("child").id()
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts this test binary again, running only `test`, with `env` set to `value`.
+pub fn spawn_self(
+    test: &str,
+    env: &str,
+    value: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Reap {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, value)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    configure(&mut cmd);
+    Reap(Some(cmd.spawn().expect("spawn the child")))
+}
+
+/// Connects to the child's listener, retrying until it listens; fails if the child exits
+/// or `timeout` passes.
+pub fn connect_to_child(
+    t: &LoopbackTransport,
+    addr: SocketAddr,
+    child: &mut Reap,
+    timeout: Duration,
+) -> LoopbackEndpoint {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match block_on(t.connect(addr)) {
+            Ok(ep) => return ep,
+            Err(e) => {
+                if let Some(status) = child.exited() {
+                    panic!("the child exited before accepting: {status}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot connect to the child: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// A child's watchdog: exits the process with status 3 after `limit`, so that no child
+/// outlives a parent that died without reaping it.
+pub fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("child watchdog: giving up after {limit:?}");
+        std::process::exit(3);
+    });
+}
+
+/// Whether this process may attach to processes of its own user that are not its
+/// descendants (so both directions of a parent–child pair can be single copy): Yama absent
+/// or at 0, or we are root with Yama below 3.
+pub fn ptrace_unrestricted() -> bool {
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    scope == 0 || (is_root() && scope < 3)
+}
+
+/// Whether the effective uid is 0.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Deterministic bytes for `len` and `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// FNV-1a of `b`.
+pub fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
