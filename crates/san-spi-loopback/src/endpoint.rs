@@ -751,8 +751,15 @@ impl Shared {
     /// Consumes inbound records until the ring is empty, a message waits for a receive, or
     /// `budget` records were handled. Returns whether anything was consumed.
     fn consume(&self, budget: usize) -> bool {
+        self.consume_until_blocked(budget).0
+    }
+
+    /// [`consume`](Self::consume), also reporting whether it stopped at a record that must
+    /// wait (for a posted receive or for outbound room).
+    fn consume_until_blocked(&self, budget: usize) -> (bool, bool) {
         let mut inb = lock(&self.inb);
         let mut did = false;
+        let mut blocked = false;
         for _ in 0..budget {
             let h = match inb.consumer.peek() {
                 Ok(Some(h)) => h,
@@ -760,7 +767,7 @@ impl Shared {
                 Err(_) => {
                     drop(inb);
                     self.break_connection();
-                    return true;
+                    return (true, false);
                 }
             };
             match self.handle(&mut inb, &h) {
@@ -768,15 +775,19 @@ impl Shared {
                     inb.consumer.consume(&h);
                     did = true;
                 }
-                Ok(false) => break, // waits for a posted receive or for outbound room
+                Ok(false) => {
+                    // Waits for a posted receive or for outbound room.
+                    blocked = true;
+                    break;
+                }
                 Err(_) => {
                     drop(inb);
                     self.break_connection();
-                    return true;
+                    return (true, false);
                 }
             }
         }
-        did
+        (did, blocked)
     }
 
     /// Handles one record; `Ok(false)` leaves it in the ring for later.
@@ -1235,7 +1246,7 @@ impl Shared {
                 }
                 continue;
             }
-            let mut did = self.consume(64);
+            let (mut did, blocked) = self.consume_until_blocked(64);
             {
                 let mut out = lock(&self.out);
                 if !out.jobs.is_empty() {
@@ -1253,7 +1264,9 @@ impl Shared {
             }
             let jobs_waiting = !lock(&self.out).jobs.is_empty();
             let inb = lock(&self.inb);
-            let may_sleep = inb.consumer.prepare_sleep();
+            // A record waiting for a receive does not keep us awake: `post_recv` signals
+            // the eventfd (and so does the peer's next record).
+            let may_sleep = inb.consumer.prepare_sleep(blocked);
             drop(inb);
             if may_sleep {
                 let timeout = if jobs_waiting { 1 } else { 50 };
@@ -1261,6 +1274,14 @@ impl Shared {
                 lock(&self.inb).consumer.woke();
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
+                    // What the peer sent before it went away (up to its CLOSE) is still
+                    // delivered; only then does the rest fail.
+                    // Bounded: a peer that hung up cannot keep us reading forever.
+                    for _ in 0..1024 {
+                        if !self.consume(64) {
+                            break;
+                        }
+                    }
                     self.break_connection();
                 }
             }

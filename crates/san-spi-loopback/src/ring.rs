@@ -357,11 +357,14 @@ impl Consumer {
 
     /// Announces that the consumer is about to park; returns `false` (and withdraws the
     /// announcement) if a record arrived meanwhile.
-    pub fn prepare_sleep(&self) -> bool {
+    ///
+    /// With `head_blocked`, the record at the head cannot be handled now (it waits for
+    /// something local), so records already in the ring are no reason to stay awake.
+    pub fn prepare_sleep(&self, head_blocked: bool) -> bool {
         self.ring.sleeping().store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
-        if tail != self.head {
+        if tail != self.head && !head_blocked {
             self.ring.sleeping().store(0, Ordering::Relaxed);
             return false;
         }

@@ -3,7 +3,7 @@
 //! Each suite function is generic over a [`Harness`] that makes fresh, isolated transports.
 //! A new transport gets the whole suite with one line:
 //!
-//! ```ignore
+//! ```text
 //! san_spi_testkit::transport_conformance!(loopback, my_crate::LoopbackHarness);
 //! ```
 //!
@@ -629,6 +629,54 @@ pub fn peer_close_fails_pending<H: Harness>() {
     }
 }
 
+/// Messages sent just before the sender closes are still delivered, in order; only then do
+/// the receiver's remaining receives fail.
+pub fn messages_sent_before_close_are_delivered<H: Harness>() {
+    let (t, c, s) = pair::<H>("messages_sent_before_close_are_delivered");
+    let n = 50usize;
+    let mut src = Buf::new(&t, n, 0, MemAccess::READ);
+    for (i, b) in src.bytes.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
+    for i in 0..=n {
+        s.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+    }
+    for i in 0..n {
+        c.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
+    }
+    for i in 0..n {
+        assert_eq!(
+            wait_one(&c),
+            Completion {
+                token: i as u64,
+                op: Op::Send,
+                result: Ok(1)
+            }
+        );
+    }
+    c.close();
+    for i in 0..n {
+        let r = wait_one(&s);
+        assert_eq!(
+            r,
+            Completion {
+                token: i as u64,
+                op: Op::Recv,
+                result: Ok(1)
+            },
+            "message {i}"
+        );
+    }
+    let last = wait_one(&s);
+    assert_eq!(last.token, n as u64);
+    assert!(last.result.is_err(), "the receive after the close fails");
+    assert!(dst.bytes[..n]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == i as u8));
+}
+
 /// 64 MiB by message and by RDMA write and read, verified by checksum.
 pub fn large_transfers_verify_by_checksum<H: Harness>() {
     let (t, c, s) = pair::<H>("large_transfers_verify_by_checksum");
@@ -737,6 +785,7 @@ macro_rules! transport_conformance {
                 cache_callback_drops_every_overlapping,
                 close_aborts_pending_exactly_once,
                 peer_close_fails_pending,
+                messages_sent_before_close_are_delivered,
                 large_transfers_verify_by_checksum,
                 full_queue_is_back_pressure,
             );
