@@ -239,6 +239,9 @@ pub(crate) struct Shared {
     inb: Mutex<Inbound>,
     cq: Mutex<VecDeque<Completion>>,
     cq_ready: Condvar,
+    /// Threads blocked in `wait`: completions skip the (syscall) notify when there are none.
+    /// Changed and read under the `cq` lock, so no wake-up is lost.
+    cq_waiters: std::sync::atomic::AtomicUsize,
     recvs: Mutex<VecDeque<PostedRecv>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_op: AtomicU64,
@@ -333,6 +336,7 @@ impl Shared {
                 limits.max_jobs + limits.max_recvs + limits.max_inflight,
             )),
             cq_ready: Condvar::new(),
+            cq_waiters: std::sync::atomic::AtomicUsize::new(0),
             recvs: Mutex::new(VecDeque::with_capacity(limits.max_recvs)),
             pending: Mutex::new(HashMap::with_capacity(limits.max_inflight)),
             next_op: AtomicU64::new(1),
@@ -350,8 +354,11 @@ impl Shared {
     }
 
     fn complete(&self, token: u64, op: Op, result: Result<u32, WsaError>) {
-        lock(&self.cq).push_back(Completion { token, op, result });
-        self.cq_ready.notify_all();
+        let mut cq = lock(&self.cq);
+        cq.push_back(Completion { token, op, result });
+        if self.cq_waiters.load(Ordering::Relaxed) > 0 {
+            self.cq_ready.notify_all();
+        }
     }
 
     fn is_down(&self) -> bool {
@@ -1489,10 +1496,12 @@ impl Endpoint for LoopbackEndpoint {
             std::hint::spin_loop();
         }
         let mut cq = lock(&self.shared.cq);
+        let waiters = &self.shared.cq_waiters;
+        waiters.fetch_add(1, Ordering::Relaxed);
         while cq.is_empty() {
             let now = Instant::now();
             if now >= deadline {
-                return false;
+                break;
             }
             cq = self
                 .shared
@@ -1501,7 +1510,8 @@ impl Endpoint for LoopbackEndpoint {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        true
+        waiters.fetch_sub(1, Ordering::Relaxed);
+        !cq.is_empty()
     }
 
     fn close(&self) {
