@@ -438,8 +438,10 @@ pub trait Memory: Send + Sync {
         access: MemAccess,
     ) -> Result<MemoryHandle, WsaError>;
 
-    /// `WSPDeregisterMemory` / `WSPDeregisterRdmaMemory`. Operations still in flight on
-    /// it complete with an error; later remote accesses are rejected.
+    /// `WSPDeregisterMemory` / `WSPDeregisterRdmaMemory`. Later accesses through the
+    /// registration are rejected; operations still in flight on it complete (usually with
+    /// an error), and until they have, the transport may still touch the memory — which is
+    /// why [`register`](Memory::register) asks the memory to outlive them.
     fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError>;
 
     /// Writes the RDMA descriptor of `handle` (what the peer needs to address it) into
