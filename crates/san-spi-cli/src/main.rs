@@ -4,6 +4,7 @@
 //!
 //! Every command takes `--json`. Bad input prints a message on stderr and exits with 2.
 
+mod bench;
 mod demo;
 mod host;
 
@@ -47,6 +48,10 @@ enum Command {
     /// address list, memory registration, send/receive, RDMA, overlapped completion, close.
     /// Exits 0 when every step passes, 1 otherwise.
     Demo(DemoArgs),
+    /// Benchmarks: `bench loopback [--quick] [--json] [--plot FILE.svg]` measures the
+    /// loopback transport against its baselines in one run.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 #[derive(Args)]
@@ -131,6 +136,7 @@ struct Usage(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(cmd) => return bench::run(cmd, cli.json),
         Command::Demo(DemoArgs { peer: None }) => return demo::run(cli.json),
         Command::Demo(DemoArgs { peer: Some(args) }) => match demo_peer_args(&args) {
             Ok((namespace, addr)) => return demo::peer_main(namespace, addr),
