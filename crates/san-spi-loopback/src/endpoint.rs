@@ -250,6 +250,9 @@ pub(crate) struct Shared {
     /// Set where the connection must be failed but locks are held; the progress thread acts.
     needs_fail: AtomicBool,
     stop: AtomicBool,
+    /// When an application thread last drove progress from `poll` (ns since `epoch`).
+    last_poll: AtomicU64,
+    epoch: Instant,
     cq_capacity: usize,
     peer_efd: OwnedFd,
     my_efd: OwnedFd,
@@ -344,6 +347,8 @@ impl Shared {
             broken: AtomicBool::new(false),
             needs_fail: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            last_poll: AtomicU64::new(0),
+            epoch: Instant::now(),
             cq_capacity: limits.max_jobs + limits.max_recvs + limits.max_inflight,
             peer_efd,
             my_efd,
@@ -764,7 +769,11 @@ impl Shared {
     /// [`consume`](Self::consume), also reporting whether it stopped at a record that must
     /// wait (for a posted receive or for outbound room).
     fn consume_until_blocked(&self, budget: usize) -> (bool, bool) {
-        let mut inb = lock(&self.inb);
+        self.consume_locked(lock(&self.inb), budget)
+    }
+
+    /// The consuming loop, with the inbound lock already taken.
+    fn consume_locked(&self, mut inb: MutexGuard<'_, Inbound>, budget: usize) -> (bool, bool) {
         let mut did = false;
         let mut blocked = false;
         for _ in 0..budget {
@@ -1239,6 +1248,48 @@ impl Shared {
         }
     }
 
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Whether an application thread polled within the last 2 ms (it then drives progress
+    /// itself, and the progress thread stays out of its way).
+    fn poller_active(&self) -> bool {
+        let last = self.last_poll.load(Ordering::Relaxed);
+        last != 0 && self.now_ns().saturating_sub(last) < 2_000_000
+    }
+
+    /// Progress from the application's `poll`: consume and pump without waiting for a lock
+    /// the progress thread holds. No thread hand-off on the hot path, and no eventfd
+    /// syscalls from the peer while we poll (the sleep announcement is withdrawn).
+    fn progress_inline(&self) {
+        self.last_poll
+            .store(self.now_ns().max(1), Ordering::Relaxed);
+        if self.is_down() {
+            return;
+        }
+        if let Ok(inb) = self.inb.try_lock() {
+            inb.consumer.woke();
+            let _ = self.consume_locked(inb, 64);
+        }
+        if let Ok(mut out) = self.out.try_lock() {
+            if !out.jobs.is_empty() {
+                self.pump(&mut out);
+            }
+        }
+    }
+
+    /// The peer hung up: what it sent before it went away (up to its CLOSE) is still
+    /// delivered, then the rest fails. Bounded: a peer that hung up cannot keep us reading.
+    fn on_hangup(&self) {
+        for _ in 0..1024 {
+            if !self.consume(64) {
+                break;
+            }
+        }
+        self.break_connection();
+    }
+
     fn progress_loop(self: Arc<Self>) {
         let mut idle = 0u32;
         while !self.stop.load(Ordering::Acquire) {
@@ -1264,6 +1315,18 @@ impl Shared {
                 idle = 0;
                 continue;
             }
+            if self.poller_active() {
+                // The application polls and does the work inline: stay parked without
+                // announcing it (so the peer makes no eventfd syscalls), checking for
+                // hang-up and for the poller going quiet every millisecond.
+                let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), 1);
+                sys::eventfd_drain(self.my_efd.as_raw_fd());
+                if r.hangup && !self.stop.load(Ordering::Acquire) {
+                    self.on_hangup();
+                }
+                idle = 0;
+                continue;
+            }
             idle += 1;
             if idle < 2000 {
                 std::hint::spin_loop();
@@ -1281,15 +1344,7 @@ impl Shared {
                 lock(&self.inb).consumer.woke();
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
-                    // What the peer sent before it went away (up to its CLOSE) is still
-                    // delivered; only then does the rest fail.
-                    // Bounded: a peer that hung up cannot keep us reading forever.
-                    for _ in 0..1024 {
-                        if !self.consume(64) {
-                            break;
-                        }
-                    }
-                    self.break_connection();
+                    self.on_hangup();
                 }
             }
             idle = 0;
@@ -1479,6 +1534,7 @@ impl Endpoint for LoopbackEndpoint {
     }
 
     fn poll(&self, out: &mut [Completion]) -> usize {
+        self.shared.progress_inline();
         let mut cq = lock(&self.shared.cq);
         let n = out.len().min(cq.len());
         for slot in out.iter_mut().take(n) {
