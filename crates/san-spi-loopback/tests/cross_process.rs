@@ -319,11 +319,20 @@ fn session(
     mode: CopyMode,
     configure: impl FnOnce(&mut std::process::Command),
 ) -> Session {
+    session_with(&std::env::current_exe().unwrap(), test, mode, configure)
+}
+
+fn session_with(
+    exe: &std::path::Path,
+    test: &str,
+    mode: CopyMode,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> Session {
     let port = PORT.fetch_add(1, Ordering::Relaxed);
     let ns = format!("xp-{}-{port}", std::process::id());
     let addr = SocketAddr::from(([198, 18, 0, 1], port));
     let spec = format!("{} {ns} {addr}", mode_name(mode));
-    let mut child = common::spawn_self(test, CHILD_ENV, &spec, configure);
+    let mut child = common::spawn_exe(exe, test, CHILD_ENV, &spec, configure);
     let t = LoopbackTransport::new(ns).with_copy_mode(mode);
     let ep = common::connect_to_child(&t, addr, &mut child, STEP);
     let hello = Buf::new(&t, 128, 0, MemAccess::WRITE);
@@ -738,7 +747,9 @@ fn asymmetric_when_only_one_side_can_attach() {
         eprintln!("{TEST}: not root, skipped");
         return;
     }
-    let s = session(TEST, CopyMode::SingleCopy, |cmd| {
+    // `nobody` may not reach the build directory: run a copy it can execute.
+    let (exe, _dir) = common::world_executable_copy();
+    let s = session_with(&exe, TEST, CopyMode::SingleCopy, |cmd| {
         cmd.uid(65534).gid(65534);
     });
     assert_eq!(

@@ -56,7 +56,46 @@ pub fn spawn_self(
     value: &str,
     configure: impl FnOnce(&mut Command),
 ) -> Reap {
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    spawn_exe(
+        &std::env::current_exe().expect("current_exe"),
+        test,
+        env,
+        value,
+        configure,
+    )
+}
+
+/// A copy of this test binary that any user can execute (for a child running as another
+/// user: the build directory may not be reachable for it). Removed with the returned guard.
+pub fn world_executable_copy() -> (std::path::PathBuf, TempDir) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("san-spi-exe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let exe = dir.join("test-child");
+    std::fs::copy(std::env::current_exe().expect("current_exe"), &exe).expect("copy the binary");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod exe");
+    (exe, TempDir(dir))
+}
+
+/// Removes a directory on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `exe` (a copy of this test binary), running only `test`, with `env` set to `value`.
+pub fn spawn_exe(
+    exe: &std::path::Path,
+    test: &str,
+    env: &str,
+    value: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Reap {
+    let mut cmd = Command::new(exe);
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(env, value)
         .stdin(Stdio::null())
