@@ -66,7 +66,7 @@ mod registry;
 mod ring;
 mod sys;
 
-pub use endpoint::{CopyMode, Limits, LoopbackEndpoint};
+pub use endpoint::{CopyMode, Limits, LoopbackEndpoint, DIRECT_MAX_BYTES};
 pub use registry::DESCRIPTOR_LEN;
 
 use endpoint::{Directions, Shared};

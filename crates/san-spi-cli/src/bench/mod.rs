@@ -753,7 +753,10 @@ pub fn measure(plan: &Plan, mode: &'static str, json: bool) -> Result<Report, St
     pb.finish_and_clear();
     copy_modes.dedup();
     let rdma_copy_mode = match copy_modes[..] {
-        [CopyMode::SingleCopy] => "single copy (process_vm_writev by the target's owner)".into(),
+        [CopyMode::SingleCopy] => format!(
+            "single copy (process_vm_readv by the target's owner) up to {} MiB, bounce above",
+            san_spi_loopback::DIRECT_MAX_BYTES >> 20
+        ),
         [CopyMode::Bounce] => "bounce through the ring (single copy refused at connect)".into(),
         _ => format!("varied between connections: {copy_modes:?}"),
     };
