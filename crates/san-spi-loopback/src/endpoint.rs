@@ -1326,8 +1326,8 @@ impl Shared {
             if self.poller_active() {
                 // The application polls and does the work inline: stay parked without
                 // announcing it (so the peer makes no eventfd syscalls), checking for
-                // hang-up and for the poller going quiet every millisecond.
-                let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), 1);
+                // hang-up and for the poller going quiet every 10 ms.
+                let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), 10);
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
                     self.on_hangup();
@@ -1437,8 +1437,11 @@ impl Endpoint for LoopbackEndpoint {
                 token,
             });
         }
-        // A message may be waiting for exactly this receive.
-        sys::eventfd_signal(self.shared.my_efd.as_raw_fd());
+        // A message may be waiting for exactly this receive: wake the progress thread,
+        // unless the application polls (its next poll consumes it; no syscall then).
+        if !self.shared.poller_active() {
+            sys::eventfd_signal(self.shared.my_efd.as_raw_fd());
+        }
         Ok(())
     }
 
