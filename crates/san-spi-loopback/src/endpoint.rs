@@ -257,6 +257,9 @@ pub(crate) struct Shared {
     last_poll: AtomicU64,
     epoch: Instant,
     cq_capacity: usize,
+    /// Completions in `cq`: written under its lock, read without it (a hint for fast paths;
+    /// the lock is still taken before anything is removed).
+    cq_len: std::sync::atomic::AtomicUsize,
     peer_efd: OwnedFd,
     my_efd: OwnedFd,
     socket: UnixStream,
@@ -353,6 +356,7 @@ impl Shared {
             last_poll: AtomicU64::new(0),
             epoch: Instant::now(),
             cq_capacity: limits.max_jobs + limits.max_recvs + limits.max_inflight,
+            cq_len: std::sync::atomic::AtomicUsize::new(0),
             peer_efd,
             my_efd,
             socket,
@@ -364,6 +368,7 @@ impl Shared {
     fn complete(&self, token: u64, op: Op, result: Result<u32, WsaError>) {
         let mut cq = lock(&self.cq);
         cq.push_back(Completion { token, op, result });
+        self.cq_len.store(cq.len(), Ordering::Release);
         if self.cq_waiters.load(Ordering::Relaxed) > 0 {
             self.cq_ready.notify_all();
         }
@@ -390,7 +395,7 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
             return Err(PostError::Closed);
         }
-        if lock(&self.cq).len() >= self.cq_capacity {
+        if self.cq_len.load(Ordering::Acquire) >= self.cq_capacity {
             // Completions are not being polled: back-pressure instead of unbounded growth.
             return Err(PostError::QueueFull);
         }
@@ -1546,18 +1551,22 @@ impl Endpoint for LoopbackEndpoint {
 
     fn poll(&self, out: &mut [Completion]) -> usize {
         self.shared.progress_inline();
+        if self.shared.cq_len.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
         let mut cq = lock(&self.shared.cq);
         let n = out.len().min(cq.len());
         for slot in out.iter_mut().take(n) {
             *slot = cq.pop_front().expect("counted");
         }
+        self.shared.cq_len.store(cq.len(), Ordering::Release);
         n
     }
 
     fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         for _ in 0..200 {
-            if !lock(&self.shared.cq).is_empty() {
+            if self.shared.cq_len.load(Ordering::Acquire) > 0 {
                 return true;
             }
             std::hint::spin_loop();
