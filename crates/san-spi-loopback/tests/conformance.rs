@@ -1,6 +1,7 @@
 //! The transport conformance suite, in one process, once per copy mode.
 
 use san_spi_loopback::{CopyMode, LoopbackTransport};
+use san_spi_testkit::fault::FaultInjector;
 use san_spi_testkit::{transport_conformance, Harness};
 
 /// Fresh loopback transports in single-copy mode, each in its own namespace.
@@ -27,8 +28,27 @@ impl Harness for Bounce {
     }
 }
 
+/// The loopback behind the fault injector: completions late, in small batches, with
+/// spurious wake-ups. The seed is derived from the test name and printed.
+struct Faulty;
+
+impl Harness for Faulty {
+    type T = FaultInjector<LoopbackTransport>;
+
+    fn transport(test: &str) -> FaultInjector<LoopbackTransport> {
+        let seed = test.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        FaultInjector::new(
+            LoopbackTransport::new(format!("conformance-fi-{}-{}", std::process::id(), test)),
+            seed,
+        )
+    }
+}
+
 transport_conformance!(loopback_single_copy, SingleCopy);
 transport_conformance!(loopback_bounce, Bounce);
+transport_conformance!(faulty_loopback, Faulty);
 
 /// Each harness really runs the mode it is named after (in one process, cross-memory
 /// attach to oneself always works).

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 pub use san_spi_core::testing::{FakeSwitch, FakeTransport, Upcall};
 
+pub mod fault;
+
 /// Makes transports for the suite.
 pub trait Harness: 'static {
     /// The transport under test.
