@@ -104,8 +104,10 @@ enum AddrsCmd {
         /// Caller address of the output buffer, in hex.
         #[arg(long, default_value = "0", value_parser = parse_hex_u64)]
         base: u64,
-        /// Addresses, optionally with a port (192.0.2.1:80, [fe80::1]:80).
-        #[arg(required = true)]
+        #[arg(
+            required = true,
+            help = "Addresses, optionally with a port (192.0.2.1:80, [fe80::1]:80)"
+        )]
         addrs: Vec<String>,
     },
 }
