@@ -4,12 +4,13 @@
 //! 1. `install` — what a fresh machine lacks ([`crate::install`]);
 //! 2. `fmt` — `cargo fmt --all -- --check`;
 //! 3. `clippy` — `cargo clippy --workspace --all-targets -- -D warnings`;
-//! 4. `test` — `cargo test --workspace --no-fail-fast` (unit, integration and doc tests),
+//! 4. `doc` — `cargo doc --no-deps --workspace` with rustdoc warnings denied;
+//! 5. `test` — `cargo test --workspace --no-fail-fast` (unit, integration and doc tests),
 //!    counted into the closing `summary: N passed, M failed` line;
-//! 5. `loom` — the loom models of san-spi-core (`--cfg loom`, release, own target dir);
-//! 6. `deny` — `cargo deny check` ([`crate::deny`]);
-//! 7. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
-//! 8. `msrv` — san-spi-core with rustc 1.63 ([`crate::msrv`]).
+//! 6. `loom` — the loom models of san-spi-core (`--cfg loom`, release, own target dir);
+//! 7. `deny` — `cargo deny check` ([`crate::deny`]);
+//! 8. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
+//! 9. `msrv` — san-spi-core with rustc 1.63 ([`crate::msrv`]).
 //!
 //! To add a step, write a `fn(&mut Ctx) -> Result<(), String>` and list it in [`STEPS`].
 
@@ -73,6 +74,17 @@ const STEPS: &[Step] = &[
                 "--",
                 "-D",
                 "warnings",
+            ]))
+        },
+    },
+    Step {
+        name: "doc",
+        title: "cargo doc, warnings denied",
+        run: |_| {
+            util::run(util::cargo_cmd().env("RUSTDOCFLAGS", "-D warnings").args([
+                "doc",
+                "--no-deps",
+                "--workspace",
             ]))
         },
     },
