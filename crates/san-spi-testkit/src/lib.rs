@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 pub use san_spi_core::testing::{FakeSwitch, FakeTransport, Upcall};
 
 pub mod fault;
+pub mod remote;
 
 /// Makes transports for the suite.
 pub trait Harness: 'static {

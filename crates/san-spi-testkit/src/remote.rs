@@ -1,0 +1,527 @@
+//! The conformance suite across two processes.
+//!
+//! Each test re-executes its own test binary as the peer process (selected by the
+//! `SAN_SPI_XP_PEER` environment variable), which listens, accepts, and then obeys a small
+//! line protocol on its standard input — register, post, wait, checksum — printing one
+//! answer line per command. The parent holds the other endpoint and drives both sides, so
+//! the same behaviours as the in-process suite are checked with the endpoints (and their
+//! memory) in different address spaces.
+//!
+//! `transport_conformance_cross_process!(name, Harness)` instantiates it; the peer must be
+//! reachable from the parent under the address the harness listens on.
+
+use crate::{Buf, Harness, TIMEOUT};
+use san_spi_core::transport::{
+    block_on, Completion, Endpoint, Listener, MemAccess, Op, RemoteTarget, Sge, Transport,
+};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The environment variable that makes a test binary play the peer.
+pub const PEER_ENV: &str = "SAN_SPI_XP_PEER";
+
+static PORT: AtomicU16 = AtomicU16::new(31_000);
+
+fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed as u32) as u8
+        })
+        .collect()
+}
+
+fn access(s: &str) -> MemAccess {
+    match s {
+        "r" => MemAccess::READ,
+        "w" => MemAccess::WRITE,
+        _ => MemAccess::READ_WRITE,
+    }
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Send => "send",
+        Op::Recv => "recv",
+        Op::RdmaWrite => "write",
+        Op::RdmaRead => "read",
+    }
+}
+
+fn show(c: &Completion) -> String {
+    match c.result {
+        Ok(n) => format!("{} {} ok {}", c.token, op_name(c.op), n),
+        Err(e) => format!("{} {} err {}", c.token, op_name(c.op), e.code()),
+    }
+}
+
+/// The peer process: `spec` is `<namespace-test> <address>`. Never returns.
+pub fn serve<H: Harness>(spec: &str) -> ! {
+    let (test, addr) = spec.split_once(' ').expect("test and address");
+    let t = H::transport(test);
+    let addr: SocketAddr = addr.parse().expect("address");
+    let listener = block_on(t.listen(addr)).expect("listen");
+    println!("listening");
+    let ep = block_on(listener.accept()).expect("accept");
+    let mut bufs: HashMap<u32, Buf<'_, H::T>> = HashMap::new();
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(_) => break,
+        };
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| w[i].parse::<u64>().expect("number");
+        let answer = match w[0] {
+            "reg" => {
+                let b = Buf::new(&t, num(2) as usize, num(3) as u8, access(w[4]));
+                bufs.insert(num(1) as u32, b);
+                "ok".to_string()
+            }
+            "pattern" => {
+                let b = bufs.get_mut(&(num(1) as u32)).expect("buffer");
+                let p = pattern(b.bytes.len(), num(2) as u8);
+                b.bytes.copy_from_slice(&p);
+                format!("{}", checksum(&p))
+            }
+            "desc" => {
+                let d = bufs[&(num(1) as u32)].descriptor();
+                d.iter().map(|x| format!("{x:02x}")).collect()
+            }
+            "dereg" => {
+                bufs.get_mut(&(num(1) as u32)).expect("buffer").deregister();
+                "ok".to_string()
+            }
+            "recv" | "send" => {
+                let b = &bufs[&(num(1) as u32)];
+                let (off, len) = (num(2) as usize, num(3) as usize);
+                let sge = b.sge(off..off + len);
+                let r = if w[0] == "recv" {
+                    ep.post_recv(&[sge], num(4))
+                } else {
+                    ep.post_send(&[sge], num(4))
+                };
+                match r {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("error {e}"),
+                }
+            }
+            "wait" => {
+                let deadline = Instant::now() + TIMEOUT;
+                let mut c = [Completion::default(); 1];
+                loop {
+                    if ep.poll(&mut c) == 1 {
+                        break show(&c[0]);
+                    }
+                    if Instant::now() >= deadline {
+                        break "timeout".to_string();
+                    }
+                    ep.wait(Duration::from_millis(20));
+                }
+            }
+            "quiet" => {
+                let mut c = [Completion::default(); 1];
+                std::thread::sleep(Duration::from_millis(num(1)));
+                if ep.poll(&mut c) == 1 {
+                    show(&c[0])
+                } else {
+                    "quiet".to_string()
+                }
+            }
+            "sum" => {
+                let b = &bufs[&(num(1) as u32)];
+                let (off, len) = (num(2) as usize, num(3) as usize);
+                format!("{}", checksum(&b.bytes[off..off + len]))
+            }
+            "close" => {
+                ep.close();
+                "ok".to_string()
+            }
+            "exit" => {
+                println!("bye");
+                std::process::exit(0);
+            }
+            other => format!("unknown command {other}"),
+        };
+        println!("{answer}");
+        let _ = std::io::stdout().flush();
+    }
+    std::process::exit(0);
+}
+
+/// The parent's handle on the peer process.
+pub struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    /// Sends one command and returns its answer line.
+    pub fn cmd(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("peer stdin");
+        self.stdin.flush().expect("peer stdin");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("peer stdout");
+        assert!(!answer.is_empty(), "the peer exited during `{line}`");
+        answer.trim().to_string()
+    }
+
+    /// `cmd`, asserting the answer is `ok`.
+    pub fn ok(&mut self, line: &str) {
+        let a = self.cmd(line);
+        assert_eq!(a, "ok", "peer answered `{a}` to `{line}`");
+    }
+
+    /// The peer's descriptor of buffer `id`.
+    pub fn descriptor(&mut self, id: u32) -> Vec<u8> {
+        let hex = self.cmd(&format!("desc {id}"));
+        (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// The checksum of a range of the peer's buffer `id`.
+    pub fn sum(&mut self, id: u32, off: usize, len: usize) -> u64 {
+        self.cmd(&format!("sum {id} {off} {len}"))
+            .parse()
+            .expect("checksum")
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "exit");
+        let _ = self.stdin.flush();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                _ if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return;
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+}
+
+/// Starts the peer process for the test at `path` (its `module_path!()::name`) and connects
+/// to it: `(transport, endpoint, peer)`.
+pub fn connect<H: Harness>(path: &str) -> (H::T, <H::T as Transport>::Endpoint, Peer) {
+    // libtest filters without the crate's own name.
+    let exact = path.split_once("::").map_or(path, |x| x.1);
+    let port = PORT.fetch_add(1, Ordering::Relaxed);
+    let addr = SocketAddr::from(([198, 18, 0, 1], port));
+    let name = format!("xp-{}-{}", std::process::id(), exact.replace("::", "-"));
+    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", exact, "--nocapture", "--test-threads=1"])
+        .env(PEER_ENV, format!("{name} {addr}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the peer");
+    let stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    // Skip the test harness's own lines until the peer says it listens.
+    loop {
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).unwrap_or(0);
+        if n == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the peer exited before listening");
+        }
+        if line.trim().ends_with("listening") {
+            break;
+        }
+    }
+    let peer = Peer {
+        child,
+        stdin,
+        stdout,
+    };
+    let t = H::transport(&name);
+    let ep = block_on(t.connect(addr)).expect("connect to the peer");
+    (t, ep, peer)
+}
+
+fn wait_local<E: Endpoint>(ep: &E) -> Completion {
+    crate::wait_one(ep)
+}
+
+/// Connects across processes and exchanges a message each way.
+pub fn xp_exchange<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    peer.ok("reg 1 64 0 rw");
+    peer.ok("recv 1 0 64 7");
+    let mut a = Buf::new(&t, 64, 0, MemAccess::READ_WRITE);
+    a.bytes[..4].copy_from_slice(b"ping");
+    ep.post_send(&[a.sge(0..4)], 1).unwrap();
+    assert_eq!(wait_local(&ep).result, Ok(4));
+    assert_eq!(peer.cmd("wait"), "7 recv ok 4");
+    assert_eq!(peer.sum(1, 0, 4), checksum(b"ping"));
+    ep.post_recv(&[a.sge(0..64)], 2).unwrap();
+    peer.ok("send 1 0 4 8");
+    assert_eq!(peer.cmd("wait"), "8 send ok 4");
+    assert_eq!(
+        wait_local(&ep),
+        Completion {
+            token: 2,
+            op: Op::Recv,
+            result: Ok(4)
+        }
+    );
+    assert_eq!(&a.bytes[..4], b"ping");
+}
+
+/// Messages of every size arrive across processes in order, with their boundaries.
+pub fn xp_order_and_boundaries<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let sizes = [0usize, 1, 7, 4096, 100_000, 3 << 20, 5];
+    let slot = 4 << 20;
+    peer.ok(&format!("reg 1 {} 238 w", sizes.len() * slot));
+    for i in 0..sizes.len() {
+        peer.ok(&format!("recv 1 {} {} {}", i * slot, slot, 100 + i));
+    }
+    let total: usize = sizes.iter().sum();
+    let data = pattern(total, 3);
+    let mut src = Buf::new(&t, total, 0, MemAccess::READ);
+    src.bytes.copy_from_slice(&data);
+    let mut at = 0;
+    for (i, &n) in sizes.iter().enumerate() {
+        ep.post_send(&[src.sge(at..at + n)], i as u64).unwrap();
+        at += n;
+    }
+    let mut at = 0;
+    for (i, &n) in sizes.iter().enumerate() {
+        assert_eq!(peer.cmd("wait"), format!("{} recv ok {}", 100 + i, n));
+        assert_eq!(
+            peer.sum(1, i * slot, n),
+            checksum(&data[at..at + n]),
+            "message {i}"
+        );
+        at += n;
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        assert_eq!(
+            wait_local(&ep),
+            Completion {
+                token: i as u64,
+                op: Op::Send,
+                result: Ok(n as u32)
+            }
+        );
+    }
+}
+
+/// A message sent before the peer posts a receive waits for it across processes.
+pub fn xp_send_before_recv_waits<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let mut src = Buf::new(&t, 3, 0, MemAccess::READ);
+    src.bytes.copy_from_slice(b"xyz");
+    peer.ok("reg 1 3 0 w");
+    for i in 0..3 {
+        ep.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
+    }
+    assert_eq!(peer.cmd("quiet 100"), "quiet");
+    for i in 0..3 {
+        peer.ok(&format!("recv 1 {i} 1 {}", 10 + i));
+    }
+    for i in 0..3 {
+        assert_eq!(peer.cmd("wait"), format!("{} recv ok 1", 10 + i));
+    }
+    assert_eq!(peer.sum(1, 0, 3), checksum(b"xyz"));
+}
+
+/// RDMA write and read across processes, at an offset, through many SGEs.
+pub fn xp_rdma_write_read<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    peer.ok("reg 1 1048576 170 rw");
+    let d = peer.descriptor(1);
+    let data = pattern(200_000, 9);
+    let mut a = Buf::new(&t, 200_000, 0, MemAccess::READ);
+    a.bytes.copy_from_slice(&data);
+    let sges: Vec<Sge> = (0..8)
+        .map(|k| a.sge(k * 25_000..(k + 1) * 25_000))
+        .collect();
+    let target = RemoteTarget {
+        descriptor: &d,
+        offset: 4096,
+    };
+    ep.rdma_write(&sges, target, 1).unwrap();
+    assert_eq!(
+        wait_local(&ep),
+        Completion {
+            token: 1,
+            op: Op::RdmaWrite,
+            result: Ok(200_000)
+        }
+    );
+    assert_eq!(peer.sum(1, 4096, 200_000), checksum(&data));
+    assert_eq!(
+        peer.sum(1, 0, 4096),
+        checksum(&[170u8; 4096]),
+        "written before the offset"
+    );
+    let back = Buf::new(&t, 200_000, 0, MemAccess::WRITE);
+    let rs: Vec<Sge> = (0..5)
+        .map(|k| back.sge(k * 40_000..(k + 1) * 40_000))
+        .collect();
+    ep.rdma_read(&rs, target, 2).unwrap();
+    assert_eq!(
+        wait_local(&ep),
+        Completion {
+            token: 2,
+            op: Op::RdmaRead,
+            result: Ok(200_000)
+        }
+    );
+    assert!(back.bytes[..] == data[..]);
+}
+
+/// Across processes, wrong rights, out-of-bounds, forged and stale descriptors fail and
+/// touch nothing.
+pub fn xp_bad_accesses_touch_nothing<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    peer.ok("reg 1 4096 17 r");
+    peer.ok("reg 2 8192 90 rw");
+    let ro = peer.descriptor(1);
+    let rw = peer.descriptor(2);
+    let src = Buf::new(&t, 8192, 1, MemAccess::READ_WRITE);
+    let tries: [(&[u8], u64, usize); 3] = [(&ro, 0, 100), (&rw, 4096, 4097), (&rw, 1 << 40, 1)];
+    for (i, (d, off, len)) in tries.iter().enumerate() {
+        let target = RemoteTarget {
+            descriptor: d,
+            offset: *off,
+        };
+        ep.rdma_write(&[src.sge(0..*len)], target, i as u64)
+            .unwrap();
+        assert!(wait_local(&ep).result.is_err(), "attempt {i} succeeded");
+    }
+    let mut forged = rw.clone();
+    for b in forged.iter_mut().skip(8).take(8) {
+        *b ^= 0x5C;
+    }
+    ep.rdma_write(
+        &[src.sge(0..10)],
+        RemoteTarget {
+            descriptor: &forged,
+            offset: 0,
+        },
+        9,
+    )
+    .unwrap();
+    assert!(wait_local(&ep).result.is_err());
+    assert_eq!(peer.sum(1, 0, 4096), checksum(&[17u8; 4096]));
+    assert_eq!(peer.sum(2, 0, 8192), checksum(&[90u8; 8192]));
+    peer.ok("dereg 2");
+    ep.rdma_write(
+        &[src.sge(0..10)],
+        RemoteTarget {
+            descriptor: &rw,
+            offset: 0,
+        },
+        10,
+    )
+    .unwrap();
+    assert!(wait_local(&ep).result.is_err(), "stale descriptor accepted");
+}
+
+/// The peer closing fails our pending receive promptly; our close aborts the peer's.
+pub fn xp_close_fails_pending_both_ways<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let dst = Buf::new(&t, 64, 0, MemAccess::WRITE);
+    ep.post_recv(&[dst.sge(0..64)], 5).unwrap();
+    peer.ok("reg 1 300 0 w");
+    for i in 0..3 {
+        peer.ok(&format!("recv 1 {} 100 {i}", i * 100));
+    }
+    let start = Instant::now();
+    peer.ok("close");
+    for i in 0..3 {
+        assert_eq!(peer.cmd("wait"), format!("{i} recv err 995"));
+    }
+    let r = wait_local(&ep);
+    assert_eq!(r.token, 5);
+    assert!(r.result.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+/// 64 MiB by message and by RDMA write across processes, verified by checksum.
+pub fn xp_large_transfers<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let len = 64 << 20;
+    let data = pattern(len, 42);
+    let mut src = Buf::new(&t, len, 0, MemAccess::READ);
+    src.bytes.copy_from_slice(&data);
+    peer.ok(&format!("reg 1 {len} 0 rw"));
+    peer.ok(&format!("recv 1 0 {len} 1"));
+    ep.post_send(&[src.sge(0..len)], 2).unwrap();
+    assert_eq!(wait_local(&ep).result, Ok(len as u32));
+    assert_eq!(peer.cmd("wait"), format!("1 recv ok {len}"));
+    assert_eq!(peer.sum(1, 0, len), checksum(&data));
+    peer.ok(&format!("reg 2 {len} 0 rw"));
+    let d = peer.descriptor(2);
+    ep.rdma_write(
+        &[src.sge(0..len)],
+        RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(wait_local(&ep).result, Ok(len as u32));
+    assert_eq!(peer.sum(2, 0, len), checksum(&data));
+}
+
+/// Instantiates the cross-process suite: `transport_conformance_cross_process!(name, Harness);`.
+/// The harness must give both processes the same transport for the same name (no pid in
+/// it).
+#[macro_export]
+macro_rules! transport_conformance_cross_process {
+    ($name:ident, $harness:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::transport_conformance_cross_process!(@tests $harness;
+                xp_exchange,
+                xp_order_and_boundaries,
+                xp_send_before_recv_waits,
+                xp_rdma_write_read,
+                xp_bad_accesses_touch_nothing,
+                xp_close_fails_pending_both_ways,
+                xp_large_transfers,
+            );
+        }
+    };
+    (@tests $harness:ty; $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                if let Ok(spec) = std::env::var($crate::remote::PEER_ENV) {
+                    $crate::remote::serve::<$harness>(&spec);
+                }
+                $crate::remote::$test::<$harness>(concat!(module_path!(), "::", stringify!($test)));
+            }
+        )*
+    };
+}
