@@ -15,6 +15,31 @@ use crate::sys;
 use san_spi_core::transport::{MemAccess, MemoryHandle};
 use san_spi_core::WsaError;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Keys are 48 random bits and a generation: already uniformly spread, so the table hashes
+/// them by identity instead of running SipHash on every lookup of the data path. Lookups
+/// with keys a peer chose cannot degrade it: only keys we generated are ever inserted.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        // The generation sits in the low bits: mix the random part down for hashbrown,
+        // which takes its bucket from the low bits and its tag from the high ones.
+        self.0 = v ^ (v >> 16).rotate_left(32);
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
@@ -32,13 +57,13 @@ struct Region {
 /// The registrations of one transport.
 #[derive(Debug, Default)]
 pub struct Registry {
-    regions: RwLock<HashMap<u64, Region>>,
+    regions: RwLock<KeyMap<Region>>,
     generation: AtomicU16,
 }
 
 /// The registrations, read-locked: checks made through it stay true while it lives,
 /// because deregistration needs the write lock.
-pub struct Guard<'a>(RwLockReadGuard<'a, HashMap<u64, Region>>);
+pub struct Guard<'a>(RwLockReadGuard<'a, KeyMap<Region>>);
 
 impl Registry {
     /// An empty registry.

@@ -373,7 +373,11 @@ impl Consumer {
 
     /// Withdraws a sleep announcement.
     pub fn woke(&self) {
-        self.ring.sleeping().store(0, Ordering::Relaxed);
+        // Called on every poll: store only when set, so a polling consumer does not keep
+        // pulling the cache line the producer reads on every push.
+        if self.ring.sleeping().load(Ordering::Relaxed) != 0 {
+            self.ring.sleeping().store(0, Ordering::Relaxed);
+        }
     }
 
     /// Raw access for fault-injection tests: the mapping and the ring's base offset.
