@@ -257,14 +257,18 @@ impl san_spi_core::transport::Listener for LoopbackListener {
             let Ok(h) = accept_handshake(&socket, self.transport.wants_direct()) else {
                 continue;
             };
-            return self.transport.endpoint(
+            // Memory the peer prepared badly is refused the same way.
+            match self.transport.endpoint(
                 socket,
                 &h.fd,
                 h.capacity,
                 false,
                 (h.efd_connector, h.efd_acceptor),
                 h.directions,
-            );
+            ) {
+                Ok(ep) => return Ok(ep),
+                Err(_) => continue,
+            }
         }
     }
 

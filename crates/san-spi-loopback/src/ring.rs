@@ -16,8 +16,10 @@
 //! copied once into private memory and validated before use; a violation is
 //! [`Corrupt`], never a panic, an out-of-bounds access or a hang. Payload bytes are
 //! copied out with the bounds of the validated header copy, so a peer rewriting a record
-//! while it is read can only garble bytes it owns. Head and tail are published with
-//! release and read with acquire.
+//! while it is read can only garble bytes it owns. Positions that start off the record grid
+//! are corruption on first use. The head is published with release, the tail with SeqCst
+//! (it pairs with the sleep flag, see `Producer::push_raw`); both are read with acquire. The
+//! producer re-reads the head only when its cached copy shows no room.
 //!
 //! # Safety
 //!
@@ -25,7 +27,7 @@
 //! used are checked against the mapping length when the ring is created.
 
 use crate::sys::Mapping;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Bytes before the data area.
@@ -172,12 +174,19 @@ impl Ring {
 pub struct Producer {
     ring: Ring,
     tail: u64,
+    /// The consumer's head as last read: while it shows room, the shared word (a cache line
+    /// the consumer writes) is not read again.
+    cached_head: u64,
+    /// The peer prepared (or scribbled before we looked) a tail off the record grid.
+    off_grid: bool,
 }
 
 /// The reading end of a ring.
 pub struct Consumer {
     ring: Ring,
     head: u64,
+    /// The head started off the record grid (see `Producer::off_grid`).
+    off_grid: bool,
 }
 
 /// Initialises a ring in fresh shared memory (before handing it to the peer).
@@ -191,7 +200,15 @@ impl Producer {
     pub fn new(map: Arc<Mapping>, base: usize, capacity: usize) -> Option<Producer> {
         let ring = Ring::new(map, base, capacity)?;
         let tail = ring.atomic_u64(TAIL).load(Ordering::Acquire);
-        Some(Producer { ring, tail })
+        // The peer may have created this memory and may write it at any time, even before
+        // we look: a position off the record grid is remembered as corruption and reported
+        // on first use, like any other, instead of refusing the connection here.
+        Some(Producer {
+            ring,
+            tail,
+            cached_head: tail,
+            off_grid: !tail.is_multiple_of(RECORD_ALIGN as u64),
+        })
     }
 
     /// Largest payload one record may carry.
@@ -218,6 +235,9 @@ impl Producer {
         mut header: Header,
         parts: &[(*const u8, usize)],
     ) -> Result<Result<(), Full>, Corrupt> {
+        if self.off_grid {
+            return Err(Corrupt("the ring's tail started off the record grid"));
+        }
         let len: usize = parts.iter().map(|p| p.1).sum();
         assert!(
             len <= self.max_payload(),
@@ -225,17 +245,22 @@ impl Producer {
         );
         header.len = len as u32;
         let cap = self.ring.capacity as u64;
-        let head = self.ring.atomic_u64(HEAD).load(Ordering::Acquire);
-        let used = self.tail.wrapping_sub(head);
-        if used > cap {
-            return Err(Corrupt("head is ahead of tail or more than a ring behind"));
-        }
         let total = record_len(len);
         let pos = (self.tail % cap) as usize;
         let contiguous = self.ring.capacity - pos;
         let pad = if total > contiguous { contiguous } else { 0 };
-        if used + (pad + total) as u64 > cap {
-            return Ok(Err(Full));
+        let need = (pad + total) as u64;
+        // The cached head only ever trails the real one, so room it shows is real room.
+        if self.tail.wrapping_sub(self.cached_head) + need > cap {
+            let head = self.ring.atomic_u64(HEAD).load(Ordering::Acquire);
+            let used = self.tail.wrapping_sub(head);
+            if used > cap || head.wrapping_sub(self.cached_head) > cap {
+                return Err(Corrupt("head is ahead of tail or more than a ring behind"));
+            }
+            self.cached_head = head;
+            if used + need > cap {
+                return Ok(Err(Full));
+            }
         }
         if pad > 0 {
             let h = Header {
@@ -257,16 +282,19 @@ impl Producer {
             at += n;
         }
         self.tail += total as u64;
+        // SeqCst (not just release): with the consumer's SeqCst store of `sleeping` and load
+        // of `tail` in `prepare_sleep`, and our SeqCst load of `sleeping` below, either the
+        // consumer sees this record or we see it parking (Dekker; a locked store on x86
+        // instead of a store plus a full fence).
         self.ring
             .atomic_u64(TAIL)
-            .store(self.tail, Ordering::Release);
+            .store(self.tail, Ordering::SeqCst);
         Ok(Ok(()))
     }
 
     /// Whether the consumer announced it is parking (then the producer signals its eventfd).
     pub fn consumer_sleeping(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.ring.sleeping().load(Ordering::Relaxed) != 0
+        self.ring.sleeping().load(Ordering::SeqCst) != 0
     }
 }
 
@@ -275,11 +303,18 @@ impl Consumer {
     pub fn new(map: Arc<Mapping>, base: usize, capacity: usize) -> Option<Consumer> {
         let ring = Ring::new(map, base, capacity)?;
         let head = ring.atomic_u64(HEAD).load(Ordering::Acquire);
-        Some(Consumer { ring, head })
+        Some(Consumer {
+            ring,
+            head,
+            off_grid: !head.is_multiple_of(RECORD_ALIGN as u64),
+        })
     }
 
     /// The next record's header, skipping padding; `None` if the ring is empty.
     pub fn peek(&mut self) -> Result<Option<Header>, Corrupt> {
+        if self.off_grid {
+            return Err(Corrupt("the ring's head started off the record grid"));
+        }
         let cap = self.ring.capacity as u64;
         for _ in 0..2 {
             let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
@@ -361,9 +396,8 @@ impl Consumer {
     /// With `head_blocked`, the record at the head cannot be handled now (it waits for
     /// something local), so records already in the ring are no reason to stay awake.
     pub fn prepare_sleep(&self, head_blocked: bool) -> bool {
-        self.ring.sleeping().store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
+        self.ring.sleeping().store(1, Ordering::SeqCst);
+        let tail = self.ring.atomic_u64(TAIL).load(Ordering::SeqCst);
         if tail != self.head && !head_blocked {
             self.ring.sleeping().store(0, Ordering::Relaxed);
             return false;
@@ -441,6 +475,21 @@ mod tests {
         assert_eq!(next_expected, 500);
     }
 
+    /// Memory a peer prepared with positions off the record grid is corrupt on first use.
+    #[test]
+    fn misaligned_initial_positions_are_refused() {
+        let fd = sys::memfd("ring-test", ring_bytes(1024)).unwrap();
+        let map = Arc::new(sys::Mapping::new(&fd, ring_bytes(1024)).unwrap());
+        init(&map, 0, 1024).unwrap();
+        let r = Ring::new(map.clone(), 0, 1024).unwrap();
+        r.atomic_u64(TAIL).store(1017, Ordering::Release);
+        r.atomic_u64(HEAD).store(5, Ordering::Release);
+        let mut p = Producer::new(map.clone(), 0, 1024).unwrap();
+        assert!(p.push(Header::default(), &[]).is_err());
+        let mut c = Consumer::new(map, 0, 1024).unwrap();
+        assert!(c.peek().is_err());
+    }
+
     #[test]
     fn scribbled_positions_are_corrupt_not_panics() {
         let (mut p, mut c) = ring(1024);
@@ -462,7 +511,17 @@ mod tests {
         tail.atomic_u64(TAIL).store(32, Ordering::Release);
         tail.write(4, &u32::MAX.to_le_bytes()); // len
         assert!(c.peek().is_err());
+        // An impossible head is found out as soon as the producer needs to read it: when
+        // its cached view of the head shows no room.
         tail.atomic_u64(HEAD).store(99_999, Ordering::Release);
-        assert!(p.push(Header::default(), &[]).is_err());
+        let mut pushed = 0;
+        let outcome = loop {
+            match p.push(Header::default(), &[&[0u8; 200]]) {
+                Ok(Ok(())) => pushed += 1,
+                other => break other,
+            }
+            assert!(pushed < 100, "the corrupt head was never noticed");
+        };
+        assert!(outcome.is_err(), "{outcome:?}");
     }
 }
