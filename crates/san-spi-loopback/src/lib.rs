@@ -570,6 +570,26 @@ pub mod fault {
         capacity: usize,
         probe: RawProbe,
     ) -> std::io::Result<RawPeer> {
+        connect_raw_prepared(namespace, addr, capacity, probe, false)
+    }
+
+    /// [`connect_raw`], with every ring position set off the 32-byte record grid before the
+    /// victim first sees the memory.
+    pub fn connect_raw_off_grid(
+        namespace: &str,
+        addr: SocketAddr,
+        capacity: usize,
+    ) -> std::io::Result<RawPeer> {
+        connect_raw_prepared(namespace, addr, capacity, RawProbe::Refuse, true)
+    }
+
+    fn connect_raw_prepared(
+        namespace: &str,
+        addr: SocketAddr,
+        capacity: usize,
+        probe: RawProbe,
+        off_grid: bool,
+    ) -> std::io::Result<RawPeer> {
         use std::io::{Read, Write};
         let t = LoopbackTransport::new(namespace);
         let name = t
@@ -581,6 +601,14 @@ pub mod fault {
         let map = Arc::new(sys::Mapping::new(&fd, 2 * ring)?);
         ring::init(&map, 0, capacity).ok_or(std::io::ErrorKind::InvalidInput)?;
         ring::init(&map, ring, capacity).ok_or(std::io::ErrorKind::InvalidInput)?;
+        if off_grid {
+            for base in [0, ring] {
+                for word in [0usize, 64] {
+                    // SAFETY: head (0) and tail (64) of each ring lie inside the mapping.
+                    unsafe { std::ptr::write_volatile(map.ptr().add(base + word) as *mut u64, 8) };
+                }
+            }
+        }
         let efd_victim = sys::eventfd()?;
         let efd_own = sys::eventfd()?;
         let bytes = new_probe();

@@ -699,3 +699,43 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
     t.deregister(h).unwrap();
     t.deregister(hdesc).unwrap();
 }
+
+/// A peer that hands over memory whose ring positions are off the record grid: the victim
+/// accepts, and every operation it posts fails promptly; nothing panics.
+#[test]
+fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
+    use san_spi_loopback::fault::connect_raw_off_grid;
+    let ns = format!("offgrid-{}", std::process::id());
+    let capacity = 64 << 10;
+    let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
+    let addr: SocketAddr = "198.18.0.1:9150".parse().unwrap();
+    let listener = block_on(t.listen(addr)).unwrap();
+    let attacker = std::thread::spawn(move || {
+        let peer = connect_raw_off_grid(&ns, addr, capacity).expect("raw connect");
+        peer.signal();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(peer);
+    });
+    let ep = block_on(listener.accept()).unwrap();
+    let mut buf = vec![0u8; 64].into_boxed_slice();
+    // SAFETY: `buf` outlives the registration and the operations below.
+    let h = unsafe { t.register(buf.as_mut_ptr(), 64, MemAccess::READ_WRITE) }.unwrap();
+    let sge = Sge {
+        handle: h,
+        addr: buf.as_ptr() as u64,
+        len: 64,
+    };
+    let mut posted = 0;
+    if ep.post_recv(&[sge], 1).is_ok() {
+        posted += 1;
+    }
+    if ep.post_send(&[sge], 2).is_ok() {
+        posted += 1;
+    }
+    let got = drain(&ep, posted, Instant::now() + Duration::from_secs(5));
+    assert_eq!(got.len(), posted, "{got:?}");
+    assert!(got.iter().all(|c| c.result.is_err()), "{got:?}");
+    attacker.join().expect("attacker");
+    ep.close();
+    t.deregister(h).unwrap();
+}
