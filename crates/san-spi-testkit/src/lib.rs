@@ -153,7 +153,8 @@ pub fn assert_quiet<E: Endpoint>(ep: &E, d: Duration) {
     }
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+/// Deterministic test bytes.
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| {
             (i as u32)
@@ -163,7 +164,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn checksum(b: &[u8]) -> u64 {
+/// FNV-1a of `b`, to compare buffers across processes.
+pub(crate) fn checksum(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
         (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
     })

@@ -10,7 +10,7 @@
 //! `transport_conformance_cross_process!(name, Harness)` instantiates it; the peer must be
 //! reachable from the parent under the address the harness listens on.
 
-use crate::{Buf, Harness, TIMEOUT};
+use crate::{checksum, pattern, Buf, Harness, TIMEOUT};
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Op, RemoteTarget, Sge, Transport,
 };
@@ -25,22 +25,6 @@ use std::time::{Duration, Instant};
 pub const PEER_ENV: &str = "SAN_SPI_XP_PEER";
 
 static PORT: AtomicU16 = AtomicU16::new(31_000);
-
-fn checksum(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u32)
-                .wrapping_mul(2_654_435_761)
-                .wrapping_add(seed as u32) as u8
-        })
-        .collect()
-}
 
 fn access(s: &str) -> MemAccess {
     match s {
