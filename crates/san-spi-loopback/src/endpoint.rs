@@ -1423,6 +1423,57 @@ impl LoopbackEndpoint {
     }
 }
 
+/// What every RDMA post has worked out before it builds its own job.
+struct RdmaStart {
+    op: u64,
+    key: u64,
+    offset: u64,
+    total: u64,
+    direct: bool,
+}
+
+impl RdmaStart {
+    /// The single-copy job of `kind` (`SC_WRITE` or `SC_READ`).
+    fn direct_job(&self, kind: u16, sges: &[Sge]) -> JobKind {
+        JobKind::Direct {
+            kind,
+            sges: sges.iter().copied().collect(),
+            key: self.key,
+            offset: self.offset,
+            op: self.op,
+        }
+    }
+}
+
+impl LoopbackEndpoint {
+    /// The part RDMA write and read share: checks (endpoint usable, descriptor well-formed,
+    /// local SGEs registered with `need`), the pending entry that waits for the peer, and
+    /// submitting the job — withdrawing the entry if the job cannot be queued.
+    fn post_rdma(
+        &self,
+        sges: &[Sge],
+        target: RemoteTarget<'_>,
+        need: MemAccess,
+        build: impl FnOnce(&RdmaStart) -> (Pending, Job),
+    ) -> Result<(), PostError> {
+        self.shared.usable()?;
+        let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
+        let total = self.shared.check_sges(sges, need)?;
+        let start = RdmaStart {
+            op: self.next_op(),
+            key,
+            offset: target.offset,
+            total,
+            direct: self.shared.direct(sges),
+        };
+        let (pending, job) = build(&start);
+        self.shared.add_pending(start.op, pending)?;
+        self.shared.submit(job, false).inspect_err(|_| {
+            lock(&self.shared.pending).remove(&start.op);
+        })
+    }
+}
+
 impl Endpoint for LoopbackEndpoint {
     fn post_send(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
         self.shared.usable()?;
@@ -1468,46 +1519,32 @@ impl Endpoint for LoopbackEndpoint {
         target: RemoteTarget<'_>,
         token: u64,
     ) -> Result<(), PostError> {
-        self.shared.usable()?;
-        let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
-        let total = self.shared.check_sges(sges, MemAccess::READ)?;
-        let op = self.next_op();
-        let direct = self.shared.direct(sges);
-        self.shared.add_pending(
-            op,
-            Pending::Write {
+        self.post_rdma(sges, target, MemAccess::READ, |r| {
+            let pending = Pending::Write {
                 token,
-                total,
-                direct: direct.then(|| sges.iter().copied().collect()),
-            },
-        )?;
-        let job = if direct {
-            Job {
-                kind: JobKind::Direct {
-                    kind: SC_WRITE,
+                total: r.total,
+                direct: r.direct.then(|| sges.iter().copied().collect()),
+            };
+            let (kind, total) = if r.direct {
+                (r.direct_job(SC_WRITE, sges), 1)
+            } else {
+                let kind = JobKind::Write {
                     sges: sges.iter().copied().collect(),
-                    key,
-                    offset: target.offset,
-                    op,
-                },
-                total: 1,
-                sent: 0,
-            }
-        } else {
-            Job {
-                kind: JobKind::Write {
-                    sges: sges.iter().copied().collect(),
-                    key,
-                    offset: target.offset,
+                    key: r.key,
+                    offset: r.offset,
                     token,
-                    op,
+                    op: r.op,
+                };
+                (kind, r.total)
+            };
+            (
+                pending,
+                Job {
+                    kind,
+                    total,
+                    sent: 0,
                 },
-                total,
-                sent: 0,
-            }
-        };
-        self.shared.submit(job, false).inspect_err(|_| {
-            lock(&self.shared.pending).remove(&op);
+            )
         })
     }
 
@@ -1517,47 +1554,33 @@ impl Endpoint for LoopbackEndpoint {
         target: RemoteTarget<'_>,
         token: u64,
     ) -> Result<(), PostError> {
-        self.shared.usable()?;
-        let key = descriptor_key(target.descriptor).ok_or(PostError::BadDescriptor)?;
-        let total = self.shared.check_sges(sges, MemAccess::WRITE)?;
-        let op = self.next_op();
-        let direct = self.shared.direct(sges);
-        self.shared.add_pending(
-            op,
-            Pending::Read {
+        self.post_rdma(sges, target, MemAccess::WRITE, |r| {
+            let pending = Pending::Read {
                 token,
                 sges: sges.iter().copied().collect(),
-                total,
+                total: r.total,
                 received: 0,
-                direct,
-            },
-        )?;
-        let job = if direct {
-            Job {
-                kind: JobKind::Direct {
-                    kind: SC_READ,
-                    sges: sges.iter().copied().collect(),
-                    key,
-                    offset: target.offset,
-                    op,
+                direct: r.direct,
+            };
+            let (kind, total) = if r.direct {
+                (r.direct_job(SC_READ, sges), 1)
+            } else {
+                let kind = JobKind::ReadReq {
+                    key: r.key,
+                    offset: r.offset,
+                    len: r.total,
+                    op: r.op,
+                };
+                (kind, 0)
+            };
+            (
+                pending,
+                Job {
+                    kind,
+                    total,
+                    sent: 0,
                 },
-                total: 1,
-                sent: 0,
-            }
-        } else {
-            Job {
-                kind: JobKind::ReadReq {
-                    key,
-                    offset: target.offset,
-                    len: total,
-                    op,
-                },
-                total: 0,
-                sent: 0,
-            }
-        };
-        self.shared.submit(job, false).inspect_err(|_| {
-            lock(&self.shared.pending).remove(&op);
+            )
         })
     }
 
