@@ -34,7 +34,7 @@ pub struct TestCounts {
     pub passed: u64,
     /// Tests that failed.
     pub failed: u64,
-    /// Tests ignored (`#[ignore]`, `ignore` doctests).
+    /// Tests ignored (by the ignore attribute or `ignore` doctests).
     pub ignored: u64,
     /// Number of `test result:` lines (test binaries and doctest runs).
     pub suites: u64,
