@@ -16,13 +16,20 @@ fn main() {
     let addr = "198.18.0.1:9900".parse().unwrap();
     let l = block_on(t.listen(addr)).unwrap();
     let s = std::thread::spawn(move || block_on(l.accept()).unwrap());
-    let c = block_on(t.connect(addr)).unwrap();
+    // `split`: the client side has its own transport (its own registry), as a second
+    // process would.
+    let split = std::env::args().nth(2).as_deref() == Some("split");
+    let t2 = LoopbackTransport::new(format!("pingpong-{}", std::process::id()));
+    let tc = if split { &t2 } else { &t };
+    let c = block_on(tc.connect(addr)).unwrap();
     let s = s.join().unwrap();
     let mut mem = vec![0u8; 64].into_boxed_slice();
     // SAFETY: `mem` outlives the registration and every operation below.
     let h = unsafe { t.register(mem.as_mut_ptr(), 64, MemAccess::READ_WRITE) }.unwrap();
+    // SAFETY: as above.
+    let hc = unsafe { tc.register(mem.as_mut_ptr(), 64, MemAccess::READ_WRITE) }.unwrap();
     let sge = |off: u64| Sge {
-        handle: h,
+        handle: if off < 32 { hc } else { h },
         addr: mem.as_ptr() as u64 + off,
         len: 8,
     };
@@ -30,12 +37,48 @@ fn main() {
         c.post_recv(&[sge(16)], i).unwrap();
         s.post_recv(&[sge(32)], i).unwrap();
     }
+    if std::env::args().nth(2).as_deref() == Some("solo") {
+        // Both sides in this thread: the software cost of one message, no cache traffic.
+        let mut cs = [Completion::default(); 8];
+        let t0 = Instant::now();
+        let mut each = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let t1 = Instant::now();
+            c.post_send(&[sge(0)], 0).unwrap();
+            'recv: loop {
+                let n = s.poll(&mut cs);
+                for x in &cs[..n] {
+                    if x.op == Op::Recv {
+                        s.post_recv(&[sge(32)], 0).unwrap();
+                        break 'recv;
+                    }
+                }
+            }
+            while c.poll(&mut cs) == 0 {}
+            each.push(t1.elapsed().as_nanos() as u64);
+        }
+        println!(
+            "solo: {} ns per message",
+            t0.elapsed().as_nanos() / iters as u128
+        );
+        each.sort_unstable();
+        println!(
+            "solo: p50 {} ns, p99 {} ns, p99.9 {} ns",
+            each[iters / 2],
+            each[iters * 99 / 100],
+            each[iters * 999 / 1000]
+        );
+        return;
+    }
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut cs = [Completion::default(); 8];
             let mut done = 0;
             while done < iters {
                 let n = s.poll(&mut cs);
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
                 for x in &cs[..n] {
                     if x.op == Op::Recv {
                         s.post_recv(&[sge(32)], 0).unwrap();
@@ -52,6 +95,9 @@ fn main() {
             c.post_send(&[sge(0)], 0).unwrap();
             'wait: loop {
                 let n = c.poll(&mut cs);
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
                 for x in &cs[..n] {
                     if x.op == Op::Recv {
                         c.post_recv(&[sge(16)], 0).unwrap();
@@ -63,11 +109,16 @@ fn main() {
         }
         rtts.sort_unstable();
         println!(
-            "one-way p50 {} ns, p99 {} ns",
+            "one-way p50 {} ns, p90 {} ns, p95 {} ns, p99 {} ns",
             rtts[iters / 2] / 2,
+            rtts[iters * 90 / 100] / 2,
+            rtts[iters * 95 / 100] / 2,
             rtts[iters * 99 / 100] / 2
         );
     });
     drop((c, s));
     t.deregister(h).unwrap();
+    if split {
+        tc.deregister(hc).unwrap();
+    }
 }

@@ -42,7 +42,7 @@
 
 use crate::direct::{self, Direction, Peer, MAX_PIECES};
 use crate::registry::{descriptor_key, Registry};
-use crate::ring::{Consumer, Corrupt, Full, Header, Producer};
+use crate::ring::{Consumer, Corrupt, Full, Header, Producer, Watch};
 use crate::sys;
 use san_spi_core::transport::{Completion, Endpoint, MemAccess, Op, PostError, RemoteTarget, Sge};
 use san_spi_core::WsaError;
@@ -50,7 +50,7 @@ use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -244,7 +244,7 @@ pub(crate) struct Shared {
     cq_ready: Condvar,
     /// Threads blocked in `wait`: completions skip the (syscall) notify when there are none.
     /// Changed and read under the `cq` lock, so no wake-up is lost.
-    cq_waiters: std::sync::atomic::AtomicUsize,
+    cq_waiters: AtomicUsize,
     recvs: Mutex<VecDeque<PostedRecv>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_op: AtomicU64,
@@ -256,12 +256,22 @@ pub(crate) struct Shared {
     /// When an application thread last drove progress from `poll` (ns since `epoch`).
     last_poll: AtomicU64,
     /// Polls since `last_poll` was refreshed: the clock is read once every 32 polls.
-    polls: std::sync::atomic::AtomicU32,
+    polls: AtomicU32,
     epoch: Instant,
     cq_capacity: usize,
     /// Completions in `cq`: written under its lock, read without it (a hint for fast paths;
     /// the lock is still taken before anything is removed).
-    cq_len: std::sync::atomic::AtomicUsize,
+    cq_len: AtomicUsize,
+    /// Jobs queued in `out`: written under its lock, read without it, so a poll with nothing
+    /// to pump does not take the lock.
+    jobs_queued: AtomicUsize,
+    /// The inbound ring's tail, watched without the `inb` lock ...
+    watch: Watch,
+    /// ... against the consumer's position as of its last pass (written under `inb`).
+    head_seen: AtomicU64,
+    /// The progress thread is parked because an application thread polls: `post_recv`
+    /// then leaves the wake-up to that thread's next poll (no syscall).
+    poller_mode: AtomicBool,
     peer_efd: OwnedFd,
     my_efd: OwnedFd,
     socket: UnixStream,
@@ -330,7 +340,13 @@ impl Shared {
         socket: UnixStream,
         directions: Directions,
     ) -> Shared {
+        let watch = consumer.watch();
+        let head_seen = AtomicU64::new(consumer.position());
         Shared {
+            jobs_queued: AtomicUsize::new(0),
+            watch,
+            head_seen,
+            poller_mode: AtomicBool::new(false),
             registry,
             limits,
             out: Mutex::new(Outbound {
@@ -347,7 +363,7 @@ impl Shared {
                 limits.max_jobs + limits.max_recvs + limits.max_inflight,
             )),
             cq_ready: Condvar::new(),
-            cq_waiters: std::sync::atomic::AtomicUsize::new(0),
+            cq_waiters: AtomicUsize::new(0),
             recvs: Mutex::new(VecDeque::with_capacity(limits.max_recvs)),
             pending: Mutex::new(HashMap::with_capacity(limits.max_inflight)),
             next_op: AtomicU64::new(1),
@@ -356,10 +372,10 @@ impl Shared {
             needs_fail: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             last_poll: AtomicU64::new(0),
-            polls: std::sync::atomic::AtomicU32::new(0),
+            polls: AtomicU32::new(0),
             epoch: Instant::now(),
             cq_capacity: limits.max_jobs + limits.max_recvs + limits.max_inflight,
-            cq_len: std::sync::atomic::AtomicUsize::new(0),
+            cq_len: AtomicUsize::new(0),
             peer_efd,
             my_efd,
             socket,
@@ -444,6 +460,60 @@ impl Shared {
         }
     }
 
+    /// The fast path of a send: with nothing queued ahead of it, a message that fits one
+    /// record goes straight into the ring — its SGEs checked once, under the registry guard
+    /// held for the copy, and no job built. `None` when the queued path must take it (jobs
+    /// ahead, ring full, too long for one record, or a ring fault, which the queued path
+    /// reports).
+    fn send_now(&self, sges: &[Sge], token: u64) -> Option<Result<(), PostError>> {
+        if sges.len() > self.limits.max_sge {
+            return Some(Err(PostError::TooLarge));
+        }
+        let mut out = lock(&self.out);
+        if !out.jobs.is_empty() {
+            return None;
+        }
+        // Checked under the lock `fail_all` drains with, as in `submit`.
+        if self.is_down() {
+            return Some(Err(PostError::Closed));
+        }
+        let g = self.registry.lock();
+        let mut parts: SmallVec<[(*const u8, usize); 8]> = SmallVec::new();
+        let mut total = 0u64;
+        for (index, s) in sges.iter().enumerate() {
+            if g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
+                .is_none()
+            {
+                return Some(Err(PostError::InvalidSge { index }));
+            }
+            if s.len > 0 {
+                parts.push((s.addr as *const u8, s.len as usize));
+            }
+            total += s.len as u64; // at most 16 lengths of 32 bits: no overflow
+        }
+        if total > out.producer.max_payload() as u64 - 8 {
+            return None;
+        }
+        let header = Header {
+            kind: SEND,
+            flags: FIRST | LAST,
+            b: total,
+            ..Header::default()
+        };
+        // SAFETY: every part lies in a registration checked under `g`, which stays locked
+        // (deregistration waits) for the copy.
+        match unsafe { out.producer.push_raw(header, &parts) } {
+            Ok(Ok(())) => {
+                drop(g);
+                // Completed under `out`, so send completions keep the order of the wire.
+                self.complete(token, Op::Send, Ok(total as u32));
+                self.signal_peer_if_sleeping(&out);
+                Some(Ok(()))
+            }
+            Ok(Err(Full)) | Err(_) => None,
+        }
+    }
+
     /// Queues a job; if nothing is ahead of it, pumps right away in the caller's thread.
     fn submit(&self, job: Job, internal: bool) -> Result<(), PostError> {
         let mut out = lock(&self.out);
@@ -461,6 +531,8 @@ impl Shared {
         let idle = out.jobs.len() == 1;
         if idle {
             self.pump(&mut out);
+        } else {
+            self.jobs_queued.store(out.jobs.len(), Ordering::Relaxed);
         }
         if !out.jobs.is_empty() {
             // The rest is the progress thread's.
@@ -495,6 +567,7 @@ impl Shared {
         if pushed {
             self.signal_peer_if_sleeping(out);
         }
+        self.jobs_queued.store(out.jobs.len(), Ordering::Relaxed);
         pushed
     }
 
@@ -819,6 +892,8 @@ impl Shared {
                 }
             }
         }
+        self.head_seen
+            .store(inb.consumer.position(), Ordering::Relaxed);
         (did, blocked)
     }
 
@@ -1243,6 +1318,7 @@ impl Shared {
         let jobs: Vec<Job> = {
             let mut out = lock(&self.out);
             out.internal = 0;
+            self.jobs_queued.store(0, Ordering::Relaxed);
             out.jobs.drain(..).collect()
         };
         for j in jobs {
@@ -1282,24 +1358,30 @@ impl Shared {
         // Reading the clock on every poll costs as much as the poll itself: refresh the
         // stamp every 32 polls (a spinning poller does that every few microseconds, far
         // inside the 2 ms window).
-        if self
-            .polls
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(32)
-        {
+        // A plain load and store, not a locked add: concurrent pollers may lose a count,
+        // which only moves the next clock reading.
+        let polls = self.polls.load(Ordering::Relaxed);
+        self.polls.store(polls.wrapping_add(1), Ordering::Relaxed);
+        if polls.is_multiple_of(32) {
             self.last_poll
                 .store(self.now_ns().max(1), Ordering::Relaxed);
         }
         if self.is_down() {
             return;
         }
-        if let Ok(inb) = self.inb.try_lock() {
-            inb.consumer.woke();
-            let _ = self.consume_locked(inb, 64);
+        // Locks only when there is something to do: a record not yet consumed (or one
+        // waiting for a receive), or a job waiting for ring room.
+        if self.watch.moved(self.head_seen.load(Ordering::Relaxed)) {
+            if let Ok(inb) = self.inb.try_lock() {
+                inb.consumer.woke();
+                let _ = self.consume_locked(inb, 64);
+            }
         }
-        if let Ok(mut out) = self.out.try_lock() {
-            if !out.jobs.is_empty() {
-                self.pump(&mut out);
+        if self.jobs_queued.load(Ordering::Relaxed) != 0 {
+            if let Ok(mut out) = self.out.try_lock() {
+                if !out.jobs.is_empty() {
+                    self.pump(&mut out);
+                }
             }
         }
     }
@@ -1344,6 +1426,10 @@ impl Shared {
                 // The application polls and does the work inline: stay parked without
                 // announcing it (so the peer makes no eventfd syscalls), checking for
                 // hang-up and for the poller going quiet every 10 ms.
+                // Stays set while the poller is active (not just across the wait): a `post_recv`
+                // that finds it clear signals us, and a signal that lands while we pass
+                // through this loop would keep waking us.
+                self.poller_mode.store(true, Ordering::Relaxed);
                 let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), 10);
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
@@ -1352,6 +1438,7 @@ impl Shared {
                 idle = 0;
                 continue;
             }
+            self.poller_mode.store(false, Ordering::Relaxed);
             idle += 1;
             if idle < 2000 {
                 std::hint::spin_loop();
@@ -1477,6 +1564,9 @@ impl LoopbackEndpoint {
 impl Endpoint for LoopbackEndpoint {
     fn post_send(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
         self.shared.usable()?;
+        if let Some(r) = self.shared.send_now(sges, token) {
+            return r;
+        }
         let total = self.shared.check_sges(sges, MemAccess::READ)?;
         let job = Job {
             kind: JobKind::Send {
@@ -1507,7 +1597,7 @@ impl Endpoint for LoopbackEndpoint {
         }
         // A message may be waiting for exactly this receive: wake the progress thread,
         // unless the application polls (its next poll consumes it; no syscall then).
-        if !self.shared.poller_active() {
+        if !self.shared.poller_mode.load(Ordering::Relaxed) {
             sys::eventfd_signal(self.shared.my_efd.as_raw_fd());
         }
         Ok(())

@@ -108,6 +108,7 @@ pub fn ring_bytes(capacity: usize) -> usize {
     RING_HEADER + capacity
 }
 
+#[derive(Clone)]
 struct Ring {
     map: Arc<Mapping>,
     base: usize,
@@ -187,6 +188,20 @@ pub struct Consumer {
     head: u64,
     /// The head started off the record grid (see `Producer::off_grid`).
     off_grid: bool,
+}
+
+/// A lock-free look at the producer's tail, for a poller that wants to know whether taking
+/// the consumer (and its lock) is worth it.
+pub struct Watch {
+    ring: Ring,
+}
+
+impl Watch {
+    /// Whether the tail differs from `head` (the consumer's position, as it last published
+    /// it to the poller). Only a hint: the consumer checks everything again.
+    pub fn moved(&self, head: u64) -> bool {
+        self.ring.atomic_u64(TAIL).load(Ordering::Acquire) != head
+    }
 }
 
 /// Initialises a ring in fresh shared memory (before handing it to the peer).
@@ -308,6 +323,18 @@ impl Consumer {
             head,
             off_grid: !head.is_multiple_of(RECORD_ALIGN as u64),
         })
+    }
+
+    /// A [`Watch`] on this ring's tail.
+    pub fn watch(&self) -> Watch {
+        Watch {
+            ring: self.ring.clone(),
+        }
+    }
+
+    /// The consumer's position (its private copy, not the shared word).
+    pub fn position(&self) -> u64 {
+        self.head
     }
 
     /// The next record's header, skipping padding; `None` if the ring is empty.
