@@ -12,14 +12,20 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
-    let t = LoopbackTransport::new(format!("pingpong-{}", std::process::id()));
+    let cap: usize = std::env::var("RING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(san_spi_loopback::DEFAULT_RING_CAPACITY);
+    let t =
+        LoopbackTransport::new(format!("pingpong-{}", std::process::id())).with_ring_capacity(cap);
     let addr = "198.18.0.1:9900".parse().unwrap();
     let l = block_on(t.listen(addr)).unwrap();
     let s = std::thread::spawn(move || block_on(l.accept()).unwrap());
     // `split`: the client side has its own transport (its own registry), as a second
     // process would.
     let split = std::env::args().nth(2).as_deref() == Some("split");
-    let t2 = LoopbackTransport::new(format!("pingpong-{}", std::process::id()));
+    let t2 =
+        LoopbackTransport::new(format!("pingpong-{}", std::process::id())).with_ring_capacity(cap);
     let tc = if split { &t2 } else { &t };
     let c = block_on(tc.connect(addr)).unwrap();
     let s = s.join().unwrap();
@@ -42,21 +48,42 @@ fn main() {
         let mut cs = [Completion::default(); 8];
         let t0 = Instant::now();
         let mut each = Vec::with_capacity(iters);
+        // TSC ticks spent in each call: send, receive poll, repost, send-completion poll.
+        let mut parts = [0u64; 4];
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
         for _ in 0..iters {
             let t1 = Instant::now();
+            let a = tsc();
             c.post_send(&[sge(0)], 0).unwrap();
+            let b = tsc();
             'recv: loop {
                 let n = s.poll(&mut cs);
                 for x in &cs[..n] {
                     if x.op == Op::Recv {
-                        s.post_recv(&[sge(32)], 0).unwrap();
                         break 'recv;
                     }
                 }
             }
+            let c2 = tsc();
+            s.post_recv(&[sge(32)], 0).unwrap();
+            let d = tsc();
             while c.poll(&mut cs) == 0 {}
+            let e = tsc();
+            parts[0] += b - a;
+            parts[1] += c2 - b;
+            parts[2] += d - c2;
+            parts[3] += e - d;
             each.push(t1.elapsed().as_nanos() as u64);
         }
+        let n = iters as u64;
+        println!(
+            "solo TSC ticks per call: post_send {}, poll (recv) {}, post_recv {}, poll (send) {}",
+            parts[0] / n,
+            parts[1] / n,
+            parts[2] / n,
+            parts[3] / n
+        );
         println!(
             "solo: {} ns per message",
             t0.elapsed().as_nanos() / iters as u128
@@ -89,8 +116,10 @@ fn main() {
             }
         });
         let mut rtts = Vec::with_capacity(iters);
+        let mut slow = Vec::new();
+        let origin = Instant::now();
         let mut cs = [Completion::default(); 8];
-        for _ in 0..iters {
+        for i in 0..iters {
             let t0 = Instant::now();
             c.post_send(&[sge(0)], 0).unwrap();
             'wait: loop {
@@ -105,7 +134,20 @@ fn main() {
                     }
                 }
             }
-            rtts.push(t0.elapsed().as_nanos() as u64);
+            let rtt = t0.elapsed().as_nanos() as u64;
+            if rtt > 2000 && std::env::var_os("SLOW").is_some() {
+                slow.push((i, (t0 - origin).as_nanos() as u64, rtt));
+            }
+            rtts.push(rtt);
+        }
+        for w in slow.windows(2).take(40) {
+            println!(
+                "slow at iter {} (+{} iters, +{} ns): {} ns",
+                w[1].0,
+                w[1].0 - w[0].0,
+                w[1].1 - w[0].1,
+                w[1].2
+            );
         }
         rtts.sort_unstable();
         println!(

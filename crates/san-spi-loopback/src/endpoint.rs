@@ -41,7 +41,7 @@
 //! a violation closes the connection with errors (`WSAECONNRESET`), never a panic.
 
 use crate::direct::{self, Direction, Peer, MAX_PIECES};
-use crate::registry::{descriptor_key, Registry};
+use crate::registry::{self, descriptor_key, Quiesce, Registry};
 use crate::ring::{Consumer, Corrupt, Full, Header, Producer, Watch};
 use crate::sys;
 use san_spi_core::transport::{Completion, Endpoint, MemAccess, Op, PostError, RemoteTarget, Sge};
@@ -94,6 +94,9 @@ pub(crate) struct Directions {
     /// We serve the peer's: the process the kernel names for the socket, reachable.
     pub(crate) peer: Option<Peer>,
 }
+
+/// Records one pass of the consumer handles at most.
+const CONSUME_BUDGET: usize = 64;
 
 const FIRST: u16 = 1;
 const LAST: u16 = 2;
@@ -179,6 +182,8 @@ struct Job {
 
 struct Outbound {
     producer: Producer,
+    /// Registrations the fast send path checked (valid under this lock, see `registry`).
+    cache: registry::Cache,
     jobs: VecDeque<Job>,
     /// Jobs the peer made us queue (ACKs, read responses): bounded to stop a flood.
     internal: usize,
@@ -233,8 +238,29 @@ struct Inbound {
     consumer: Consumer,
     incoming: Option<Incoming>,
     write: Option<IncomingWrite>,
+    /// Registrations receives were checked against (valid under this lock).
+    cache: registry::Cache,
+    /// Receive completions of this pass, in order: handed straight to the polling caller
+    /// when the completion queue is empty (no queue round trip), queued otherwise.
+    done: Vec<Completion>,
 }
 
+/// Posted receives, in order.
+struct Recvs {
+    queue: VecDeque<PostedRecv>,
+    /// Registrations posts were checked against (validation only: the copy checks again).
+    cache: registry::Cache,
+}
+
+/// Room in a polling caller's completion array.
+struct Sink<'a> {
+    out: &'a mut [Completion],
+    n: usize,
+}
+
+/// Aligned to two cache lines: the state of two endpoints (often allocated side by side)
+/// never shares a line, so one side's polling does not slow the other's.
+#[repr(align(128))]
 pub(crate) struct Shared {
     registry: Arc<Registry>,
     limits: Limits,
@@ -245,7 +271,7 @@ pub(crate) struct Shared {
     /// Threads blocked in `wait`: completions skip the (syscall) notify when there are none.
     /// Changed and read under the `cq` lock, so no wake-up is lost.
     cq_waiters: AtomicUsize,
-    recvs: Mutex<VecDeque<PostedRecv>>,
+    recvs: Mutex<Recvs>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_op: AtomicU64,
     closed: AtomicBool,
@@ -351,6 +377,7 @@ impl Shared {
             limits,
             out: Mutex::new(Outbound {
                 producer,
+                cache: registry::Cache::default(),
                 jobs: VecDeque::with_capacity(limits.max_jobs * 2 + limits.max_inflight),
                 internal: 0,
             }),
@@ -358,13 +385,18 @@ impl Shared {
                 consumer,
                 incoming: None,
                 write: None,
+                cache: registry::Cache::default(),
+                done: Vec::with_capacity(CONSUME_BUDGET),
             }),
             cq: Mutex::new(VecDeque::with_capacity(
                 limits.max_jobs + limits.max_recvs + limits.max_inflight,
             )),
             cq_ready: Condvar::new(),
             cq_waiters: AtomicUsize::new(0),
-            recvs: Mutex::new(VecDeque::with_capacity(limits.max_recvs)),
+            recvs: Mutex::new(Recvs {
+                queue: VecDeque::with_capacity(limits.max_recvs),
+                cache: registry::Cache::default(),
+            }),
             pending: Mutex::new(HashMap::with_capacity(limits.max_inflight)),
             next_op: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -477,11 +509,19 @@ impl Shared {
         if self.is_down() {
             return Some(Err(PostError::Closed));
         }
-        let g = self.registry.lock();
+        let out = &mut *out;
         let mut parts: SmallVec<[(*const u8, usize); 8]> = SmallVec::new();
         let mut total = 0u64;
         for (index, s) in sges.iter().enumerate() {
-            if g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
+            if self
+                .registry
+                .check_cached(
+                    &mut out.cache,
+                    s.handle.raw(),
+                    s.addr,
+                    s.len as u64,
+                    MemAccess::READ,
+                )
                 .is_none()
             {
                 return Some(Err(PostError::InvalidSge { index }));
@@ -489,7 +529,7 @@ impl Shared {
             if s.len > 0 {
                 parts.push((s.addr as *const u8, s.len as usize));
             }
-            total += s.len as u64; // at most 16 lengths of 32 bits: no overflow
+            total += s.len as u64; // u32 lengths: no overflow short of 2^32 SGEs
         }
         if total > out.producer.max_payload() as u64 - 8 {
             return None;
@@ -500,14 +540,14 @@ impl Shared {
             b: total,
             ..Header::default()
         };
-        // SAFETY: every part lies in a registration checked under `g`, which stays locked
-        // (deregistration waits) for the copy.
+        // SAFETY: every part lies in a registration checked through the cache of `out`,
+        // which stays locked for the copy (a deregistration quiesces that lock before it
+        // returns).
         match unsafe { out.producer.push_raw(header, &parts) } {
             Ok(Ok(())) => {
-                drop(g);
                 // Completed under `out`, so send completions keep the order of the wire.
                 self.complete(token, Op::Send, Ok(total as u32));
-                self.signal_peer_if_sleeping(&out);
+                self.signal_peer_if_sleeping(out);
                 Some(Ok(()))
             }
             Ok(Err(Full)) | Err(_) => None,
@@ -858,18 +898,25 @@ impl Shared {
     /// [`consume`](Self::consume), also reporting whether it stopped at a record that must
     /// wait (for a posted receive or for outbound room).
     fn consume_until_blocked(&self, budget: usize) -> (bool, bool) {
-        self.consume_locked(lock(&self.inb), budget)
+        self.consume_locked(lock(&self.inb), budget, None)
     }
 
-    /// The consuming loop, with the inbound lock already taken.
-    fn consume_locked(&self, mut inb: MutexGuard<'_, Inbound>, budget: usize) -> (bool, bool) {
+    /// The consuming loop, with the inbound lock already taken. Receive completions go to
+    /// `sink` when given (and nothing older is queued), to the completion queue otherwise.
+    fn consume_locked(
+        &self,
+        mut inb: MutexGuard<'_, Inbound>,
+        budget: usize,
+        mut sink: Option<&mut Sink<'_>>,
+    ) -> (bool, bool) {
         let mut did = false;
         let mut blocked = false;
-        for _ in 0..budget {
+        for _ in 0..budget.min(CONSUME_BUDGET) {
             let h = match inb.consumer.peek() {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(_) => {
+                    self.flush_done(&mut inb, sink);
                     drop(inb);
                     self.break_connection();
                     return (true, false);
@@ -886,15 +933,67 @@ impl Shared {
                     break;
                 }
                 Err(_) => {
+                    self.flush_done(&mut inb, sink.take());
                     drop(inb);
                     self.break_connection();
                     return (true, false);
                 }
             }
         }
+        self.flush_done(&mut inb, sink);
         self.head_seen
             .store(inb.consumer.position(), Ordering::Relaxed);
         (did, blocked)
+    }
+
+    /// Moves queued completions into `sink` while it has room.
+    fn drain_cq(&self, sink: &mut Sink<'_>) {
+        if sink.n == sink.out.len() || self.cq_len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut cq = lock(&self.cq);
+        let n = (sink.out.len() - sink.n).min(cq.len());
+        for (slot, c) in sink.out[sink.n..sink.n + n].iter_mut().zip(cq.drain(..n)) {
+            *slot = c;
+        }
+        sink.n += n;
+        self.cq_len.store(cq.len(), Ordering::Release);
+    }
+
+    /// A receive completion made while consuming: kept in order in `inb.done` until the
+    /// pass ends (see [`flush_done`](Self::flush_done)).
+    fn deliver(&self, inb: &mut Inbound, token: u64, result: Result<u32, WsaError>) {
+        inb.done.push(Completion {
+            token,
+            op: Op::Recv,
+            result,
+        });
+    }
+
+    /// Hands the pass's receive completions to `sink` while it has room and the queue holds
+    /// nothing older; queues the rest under one lock.
+    fn flush_done(&self, inb: &mut Inbound, sink: Option<&mut Sink<'_>>) {
+        if inb.done.is_empty() {
+            return;
+        }
+        let mut from = 0;
+        if let Some(sink) = sink {
+            if self.cq_len.load(Ordering::Acquire) == 0 {
+                let n = (sink.out.len() - sink.n).min(inb.done.len());
+                sink.out[sink.n..sink.n + n].copy_from_slice(&inb.done[..n]);
+                sink.n += n;
+                from = n;
+            }
+        }
+        if from < inb.done.len() {
+            let mut cq = lock(&self.cq);
+            cq.extend(inb.done[from..].iter().copied());
+            self.cq_len.store(cq.len(), Ordering::Release);
+            if self.cq_waiters.load(Ordering::Relaxed) > 0 {
+                self.cq_ready.notify_all();
+            }
+        }
+        inb.done.clear();
     }
 
     /// Handles one record; `Ok(false)` leaves it in the ring for later.
@@ -954,7 +1053,7 @@ impl Shared {
             if inb.incoming.is_some() {
                 return Err(Corrupt("a message started inside another"));
             }
-            let recv = match lock(&self.recvs).pop_front() {
+            let recv = match lock(&self.recvs).queue.pop_front() {
                 Some(r) => r,
                 None => return Ok(false), // waits for a receive: nothing is dropped
             };
@@ -982,16 +1081,25 @@ impl Shared {
                 inc.error = Some(WsaError::MsgSize);
             }
             if room > 0 {
-                let g = self.registry.lock();
+                let cache = &mut inb.cache;
                 let valid = inc.recv.sges.iter().all(|s| {
-                    g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::WRITE)
+                    self.registry
+                        .check_cached(
+                            cache,
+                            s.handle.raw(),
+                            s.addr,
+                            s.len as u64,
+                            MemAccess::WRITE,
+                        )
                         .is_some()
                 });
                 if valid {
                     let mut from = 0usize;
                     for (addr, n) in pieces(&inc.recv.sges, inc.received, room) {
-                        // SAFETY: the destination lies in a registration checked under `g`
-                        // (held) with write access, posted by its owner for this receive.
+                        // SAFETY: the destination lies in a registration checked with write
+                        // access through the cache of `inb`, which stays locked for the copy
+                        // (a deregistration quiesces that lock before it returns); posted by
+                        // its owner for this receive.
                         unsafe { inb.consumer.payload_raw(h, from, addr as *mut u8, n) };
                         from += n;
                     }
@@ -1008,12 +1116,12 @@ impl Shared {
                 None if inc.received == inc.total => Ok(n),
                 None => {
                     // The receive was taken out of the queue: complete it before failing.
-                    self.complete(inc.recv.token, Op::Recv, Err(WsaError::ConnReset));
+                    self.deliver(inb, inc.recv.token, Err(WsaError::ConnReset));
                     return Err(Corrupt("message shorter than announced"));
                 }
                 Some(e) => Err(e),
             };
-            self.complete(inc.recv.token, Op::Recv, r);
+            self.deliver(inb, inc.recv.token, r);
         }
         Ok(true)
     }
@@ -1300,7 +1408,7 @@ impl Shared {
     /// out of its queue under its lock before it completes).
     fn fail_all(&self, error: WsaError) {
         self.broken.store(true, Ordering::Release);
-        let recvs: Vec<PostedRecv> = lock(&self.recvs).drain(..).collect();
+        let recvs: Vec<PostedRecv> = lock(&self.recvs).queue.drain(..).collect();
         for r in recvs {
             self.complete(r.token, Op::Recv, Err(error));
         }
@@ -1354,7 +1462,7 @@ impl Shared {
     /// Progress from the application's `poll`: consume and pump without waiting for a lock
     /// the progress thread holds. No thread hand-off on the hot path, and no eventfd
     /// syscalls from the peer while we poll (the sleep announcement is withdrawn).
-    fn progress_inline(&self) {
+    fn progress_inline(&self, sink: &mut Sink<'_>) {
         // Reading the clock on every poll costs as much as the poll itself: refresh the
         // stamp every 32 polls (a spinning poller does that every few microseconds, far
         // inside the 2 ms window).
@@ -1374,7 +1482,7 @@ impl Shared {
         if self.watch.moved(self.head_seen.load(Ordering::Relaxed)) {
             if let Ok(inb) = self.inb.try_lock() {
                 inb.consumer.woke();
-                let _ = self.consume_locked(inb, 64);
+                let _ = self.consume_locked(inb, CONSUME_BUDGET, Some(sink));
             }
         }
         if self.jobs_queued.load(Ordering::Relaxed) != 0 {
@@ -1464,9 +1572,20 @@ impl Shared {
     }
 }
 
+impl Quiesce for Shared {
+    fn quiesce(&self) {
+        // The two locks data-path copies check through a cache under; never held together
+        // here, so no lock order is added.
+        drop(lock(&self.out));
+        drop(lock(&self.inb));
+    }
+}
+
 impl LoopbackEndpoint {
     pub(crate) fn start(shared: Shared) -> LoopbackEndpoint {
         let shared = Arc::new(shared);
+        let weak: std::sync::Weak<dyn Quiesce> = Arc::downgrade(&shared) as _;
+        shared.registry.add_user(weak);
         let s2 = shared.clone();
         let handle = std::thread::Builder::new()
             .name("san-spi-loopback-progress".into())
@@ -1581,16 +1700,40 @@ impl Endpoint for LoopbackEndpoint {
 
     fn post_recv(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
         self.shared.usable()?;
-        self.shared.check_sges(sges, MemAccess::WRITE)?;
+        if sges.len() > self.shared.limits.max_sge {
+            return Err(PostError::TooLarge);
+        }
         {
-            let mut recvs = lock(&self.shared.recvs);
+            let mut guard = lock(&self.shared.recvs);
+            let recvs = &mut *guard;
+            let mut total = 0u64;
+            for (index, s) in sges.iter().enumerate() {
+                if self
+                    .shared
+                    .registry
+                    .check_cached(
+                        &mut recvs.cache,
+                        s.handle.raw(),
+                        s.addr,
+                        s.len as u64,
+                        MemAccess::WRITE,
+                    )
+                    .is_none()
+                {
+                    return Err(PostError::InvalidSge { index });
+                }
+                total += s.len as u64; // u32 lengths: no overflow short of 2^32 SGEs
+            }
+            if total > u32::MAX as u64 {
+                return Err(PostError::TooLarge);
+            }
             if self.shared.is_down() {
                 return Err(PostError::Closed);
             }
-            if recvs.len() >= self.shared.limits.max_recvs {
+            if recvs.queue.len() >= self.shared.limits.max_recvs {
                 return Err(PostError::QueueFull);
             }
-            recvs.push_back(PostedRecv {
+            recvs.queue.push_back(PostedRecv {
                 sges: sges.iter().copied().collect(),
                 token,
             });
@@ -1675,17 +1818,13 @@ impl Endpoint for LoopbackEndpoint {
     }
 
     fn poll(&self, out: &mut [Completion]) -> usize {
-        self.shared.progress_inline();
-        if self.shared.cq_len.load(Ordering::Acquire) == 0 {
-            return 0;
-        }
-        let mut cq = lock(&self.shared.cq);
-        let n = out.len().min(cq.len());
-        for slot in out.iter_mut().take(n) {
-            *slot = cq.pop_front().expect("counted");
-        }
-        self.shared.cq_len.store(cq.len(), Ordering::Release);
-        n
+        // What is queued first (it is older), then progress, whose receive completions
+        // come straight into `out` when nothing is queued, then whatever progress queued.
+        let mut sink = Sink { out, n: 0 };
+        self.shared.drain_cq(&mut sink);
+        self.shared.progress_inline(&mut sink);
+        self.shared.drain_cq(&mut sink);
+        sink.n
     }
 
     fn wait(&self, timeout: Duration) -> bool {

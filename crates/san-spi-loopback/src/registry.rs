@@ -7,6 +7,14 @@
 //! registry's read lock; deregistration takes the write lock, so it waits for a copy in
 //! progress and every later access fails.
 //!
+//! The data path checks through a [`Cache`] instead: a few registrations remembered by an
+//! endpoint under the lock it copies with, valid while the registry's epoch is unchanged.
+//! Every removal bumps the epoch and then *quiesces* every endpoint (takes and releases its
+//! copy locks), so a copy that was checked against the old epoch has finished before
+//! `deregister` returns, and every later check sees the new epoch and misses. No atomic
+//! read-modify-write on the data path, and no cache line the two sides of a connection
+//! both write.
+//!
 //! Descriptor layout (32 bytes, little-endian): `magic u32 | access u32 | key u64 |
 //! addr u64 | len u64`. Only the key and the generation inside it are trusted when a
 //! descriptor comes back; address and length are informational.
@@ -40,8 +48,8 @@ impl Hasher for KeyHasher {
 }
 
 type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, Weak};
 
 /// Bytes of an exported descriptor.
 pub const DESCRIPTOR_LEN: usize = 32;
@@ -54,11 +62,54 @@ struct Region {
     access: MemAccess,
 }
 
+impl Region {
+    /// `len` bytes at process address `addr` lie inside with `need`: returns `addr`.
+    fn check(&self, addr: u64, len: u64, need: MemAccess) -> Option<u64> {
+        let end = addr.checked_add(len)?;
+        if addr < self.addr || end > self.addr + self.len || !self.access.contains(need) {
+            return None;
+        }
+        Some(addr)
+    }
+}
+
+/// Something that copies under locks of its own with checks from a [`Cache`]: a removal
+/// waits, through [`quiesce`](Quiesce::quiesce), until copies checked before it are done.
+pub trait Quiesce: Send + Sync {
+    /// Takes and releases every lock under which this user checks through a cache and
+    /// copies.
+    fn quiesce(&self);
+}
+
 /// The registrations of one transport.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registry {
     regions: RwLock<KeyMap<Region>>,
     generation: AtomicU16,
+    /// Bumped by every removal, under the write lock.
+    epoch: AtomicU64,
+    /// The users with caches, quiesced after every removal.
+    users: Mutex<Vec<Weak<dyn Quiesce>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Slots of a [`Cache`]: an operation names a handful of registrations.
+const CACHE_SLOTS: usize = 4;
+
+/// Registrations a user checked recently, valid for one registry epoch. Kept under the lock
+/// the user copies with (see the module documentation).
+#[derive(Debug, Default)]
+pub struct Cache {
+    epoch: u64,
+    slots: [(u64, Option<Region>); CACHE_SLOTS],
+    next: usize,
 }
 
 /// The registrations, read-locked: checks made through it stay true while it lives,
@@ -92,14 +143,70 @@ impl Registry {
         }
     }
 
-    /// Removes a registration.
+    /// Removes a registration; returns once no copy checked against it is still running.
     pub fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError> {
-        self.regions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&handle.raw())
-            .map(|_| ())
-            .ok_or(WsaError::Inval)
+        let removed = {
+            let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
+            let r = regions.remove(&handle.raw());
+            if r.is_some() {
+                self.epoch.fetch_add(1, Ordering::Release);
+            }
+            r
+        };
+        removed.ok_or(WsaError::Inval)?;
+        self.quiesce_users();
+        Ok(())
+    }
+
+    /// Registers a user whose caches [`quiesce`](Quiesce::quiesce) covers.
+    pub fn add_user(&self, user: Weak<dyn Quiesce>) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.retain(|u| u.strong_count() > 0);
+        users.push(user);
+    }
+
+    /// Waits for every user's copies checked before the last epoch bump.
+    fn quiesce_users(&self) {
+        let live: Vec<_> = {
+            let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            users.retain(|u| u.strong_count() > 0);
+            users.iter().filter_map(Weak::upgrade).collect()
+        };
+        for u in live {
+            u.quiesce();
+        }
+    }
+
+    /// [`Guard::check_local`] through `cache`: no lock when the registration was checked
+    /// before in this epoch. The caller holds the lock it registered for quiescence (see
+    /// [`add_user`](Self::add_user)) from this check until its copy is done.
+    pub fn check_cached(
+        &self,
+        cache: &mut Cache,
+        key: u64,
+        addr: u64,
+        len: u64,
+        need: MemAccess,
+    ) -> Option<u64> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if cache.epoch != epoch {
+            *cache = Cache {
+                epoch,
+                ..Cache::default()
+            };
+        }
+        let region = match cache.slots.iter().find(|s| s.0 == key && s.1.is_some()) {
+            Some(&(_, region)) => region,
+            None => {
+                let regions = self.regions.read().unwrap_or_else(|e| e.into_inner());
+                let region = *regions.get(&key)?;
+                let slot = cache.next % CACHE_SLOTS;
+                cache.slots[slot] = (key, Some(region));
+                cache.next = cache.next.wrapping_add(1);
+                Some(region)
+            }
+        }?;
+        region.check(addr, len, need)
     }
 
     /// The descriptor of `handle`.
@@ -121,7 +228,15 @@ impl Registry {
         let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
         let before = regions.len();
         regions.retain(|_, r| !(r.addr < end && addr < r.addr + r.len));
-        before - regions.len()
+        let dropped = before - regions.len();
+        if dropped > 0 {
+            self.epoch.fetch_add(1, Ordering::Release);
+        }
+        drop(regions);
+        if dropped > 0 {
+            self.quiesce_users();
+        }
+        dropped
     }
 
     /// Read-locks the registrations for a batch of checks and copies.
@@ -134,12 +249,7 @@ impl<'a> Guard<'a> {
     /// `len` bytes at process address `addr` inside registration `key` with `need`:
     /// returns `addr` back when valid.
     pub fn check_local(&self, key: u64, addr: u64, len: u64, need: MemAccess) -> Option<u64> {
-        let r = self.0.get(&key)?;
-        let end = addr.checked_add(len)?;
-        if addr < r.addr || end > r.addr + r.len || !r.access.contains(need) {
-            return None;
-        }
-        Some(addr)
+        self.0.get(&key)?.check(addr, len, need)
     }
 
     /// A remote access of `len` bytes at `offset` into registration `key` with `need`:
@@ -164,4 +274,107 @@ pub fn descriptor_key(descriptor: &[u8]) -> Option<u64> {
     let mut k = [0u8; 8];
     k.copy_from_slice(&d[8..16]);
     Some(u64::from_le_bytes(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// A user that "copies" while holding `lock`.
+    struct User {
+        lock: Mutex<Cache>,
+    }
+
+    impl Quiesce for User {
+        fn quiesce(&self) {
+            drop(self.lock.lock().unwrap());
+        }
+    }
+
+    fn user(reg: &Registry) -> Arc<User> {
+        let u = Arc::new(User {
+            lock: Mutex::new(Cache::default()),
+        });
+        let weak: Weak<dyn Quiesce> = Arc::downgrade(&u) as _;
+        reg.add_user(weak);
+        u
+    }
+
+    #[test]
+    fn cached_checks_follow_deregistration_and_invalidation() {
+        let reg = Registry::new();
+        let u = user(&reg);
+        let h = reg.register(0x1000, 0x100, MemAccess::READ).unwrap();
+        let k = reg.register(0x4000, 0x100, MemAccess::READ_WRITE).unwrap();
+        let check = |key: u64, addr, len, need| {
+            let mut c = u.lock.lock().unwrap();
+            reg.check_cached(&mut c, key, addr, len, need)
+        };
+        assert_eq!(check(h.raw(), 0x1010, 0x10, MemAccess::READ), Some(0x1010));
+        // A cache hit still enforces bounds and rights.
+        assert_eq!(check(h.raw(), 0x10f8, 0x10, MemAccess::READ), None);
+        assert_eq!(check(h.raw(), 0x1010, 0x10, MemAccess::WRITE), None);
+        assert_eq!(check(0xdead_0000_0001, 0x1010, 0x10, MemAccess::READ), None);
+        reg.deregister(h).unwrap();
+        assert_eq!(check(h.raw(), 0x1010, 0x10, MemAccess::READ), None);
+        assert_eq!(
+            check(k.raw(), 0x4000, 0x100, MemAccess::WRITE),
+            Some(0x4000)
+        );
+        assert_eq!(reg.invalidate(0x40ff, 1), 1);
+        assert_eq!(check(k.raw(), 0x4000, 0x100, MemAccess::WRITE), None);
+    }
+
+    #[test]
+    fn deregistration_waits_for_a_copy_checked_before_it() {
+        let reg = Arc::new(Registry::new());
+        let u = user(&reg);
+        let h = reg.register(0x1000, 0x100, MemAccess::READ).unwrap();
+        let mut held = u.lock.lock().unwrap();
+        assert!(reg
+            .check_cached(&mut held, h.raw(), 0x1000, 8, MemAccess::READ)
+            .is_some());
+        let done = Arc::new(AtomicBool::new(false));
+        let t = {
+            let (reg, done) = (reg.clone(), done.clone());
+            std::thread::spawn(move || {
+                reg.deregister(h).unwrap();
+                done.store(true, Ordering::Release);
+            })
+        };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(100) {
+            assert!(
+                !done.load(Ordering::Acquire),
+                "deregister returned while a copy checked against it was running"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A check made now already misses (the epoch moved); the copy checked before
+        // ends, and the removal completes.
+        assert_eq!(
+            reg.check_cached(&mut held, h.raw(), 0x1000, 8, MemAccess::READ),
+            None
+        );
+        drop(held);
+        t.join().unwrap();
+        assert!(done.load(Ordering::Acquire));
+        let mut c = u.lock.lock().unwrap();
+        assert_eq!(
+            reg.check_cached(&mut c, h.raw(), 0x1000, 8, MemAccess::READ),
+            None
+        );
+    }
+
+    #[test]
+    fn dropped_users_are_not_quiesced() {
+        let reg = Registry::new();
+        drop(user(&reg));
+        let h = reg.register(0x1000, 0x100, MemAccess::READ).unwrap();
+        reg.deregister(h).unwrap();
+        assert!(reg.users.lock().unwrap().is_empty());
+    }
 }

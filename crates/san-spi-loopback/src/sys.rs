@@ -70,7 +70,9 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` shared.
+    /// Maps `len` bytes of `fd` shared, populated: the pages are allocated and mapped now,
+    /// so the data path never takes a page fault (a first pass through fresh ring pages
+    /// otherwise costs a fault, several microseconds here, every 4 KiB).
     pub fn new(fd: &OwnedFd, len: usize) -> io::Result<Mapping> {
         // SAFETY: a fresh mapping chosen by the kernel; no existing memory is affected.
         let p = unsafe {
@@ -78,7 +80,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd.as_raw_fd(),
                 0,
             )
