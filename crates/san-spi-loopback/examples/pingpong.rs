@@ -77,6 +77,11 @@ fn main() {
             each.push(t1.elapsed().as_nanos() as u64);
         }
         let n = iters as u64;
+        let e0 = tsc();
+        for _ in 0..iters {
+            std::hint::black_box(s.poll(&mut cs));
+        }
+        println!("solo TSC ticks per empty poll: {}", (tsc() - e0) / n);
         println!(
             "solo TSC ticks per call: post_send {}, poll (recv) {}, post_recv {}, poll (send) {}",
             parts[0] / n,

@@ -240,14 +240,21 @@ struct Inbound {
     write: Option<IncomingWrite>,
     /// Registrations receives were checked against (valid under this lock).
     cache: registry::Cache,
+    /// Receives taken over from `Shared::recvs` all at once (the queue is swapped when
+    /// this runs dry): one lock round trip per batch of receives, not per message.
+    recvs: VecDeque<PostedRecv>,
+    /// Receives used up (mirrored in `Shared::recvs_taken`).
+    taken: u64,
     /// Receive completions of this pass, in order: handed straight to the polling caller
     /// when the completion queue is empty (no queue round trip), queued otherwise.
     done: Vec<Completion>,
 }
 
-/// Posted receives, in order.
+/// Receives posted and not yet taken over by the consumer, in order.
 struct Recvs {
     queue: VecDeque<PostedRecv>,
+    /// Receives ever posted (`Shared::recvs_taken` counts those the consumer used up).
+    posted: u64,
     /// Registrations posts were checked against (validation only: the copy checks again).
     cache: registry::Cache,
 }
@@ -272,6 +279,9 @@ pub(crate) struct Shared {
     /// Changed and read under the `cq` lock, so no wake-up is lost.
     cq_waiters: AtomicUsize,
     recvs: Mutex<Recvs>,
+    /// Receives the consumer used up: written under `inb`, read by `post_recv` to bound
+    /// the receives outstanding (posted minus taken) without a shared counter to update.
+    recvs_taken: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
     next_op: AtomicU64,
     closed: AtomicBool,
@@ -334,26 +344,26 @@ fn total_len(sges: &[Sge]) -> Option<u64> {
 }
 
 /// Walks `sges` from byte `from`, yielding `(process address, length)` pieces covering at
-/// most `max` bytes.
-fn pieces(sges: &[Sge], from: u64, max: u64) -> SmallVec<[(u64, usize); 8]> {
-    let mut out = SmallVec::new();
+/// most `max` bytes. An iterator, not a collection: nothing is built or moved on the
+/// receive path.
+fn pieces(sges: &[Sge], from: u64, max: u64) -> impl Iterator<Item = (u64, usize)> + '_ {
     let mut skip = from;
     let mut left = max;
-    for s in sges {
-        if left == 0 {
-            break;
-        }
+    sges.iter().filter_map(move |s| {
         let len = s.len as u64;
+        if left == 0 {
+            return None;
+        }
         if skip >= len {
             skip -= len;
-            continue;
+            return None;
         }
         let n = (len - skip).min(left);
-        out.push((s.addr + skip, n as usize));
+        let piece = (s.addr + skip, n as usize);
         left -= n;
         skip = 0;
-    }
-    out
+        Some(piece)
+    })
 }
 
 impl Shared {
@@ -369,6 +379,7 @@ impl Shared {
         let watch = consumer.watch();
         let head_seen = AtomicU64::new(consumer.position());
         Shared {
+            recvs_taken: AtomicU64::new(0),
             jobs_queued: AtomicUsize::new(0),
             watch,
             head_seen,
@@ -386,6 +397,8 @@ impl Shared {
                 incoming: None,
                 write: None,
                 cache: registry::Cache::default(),
+                recvs: VecDeque::with_capacity(limits.max_recvs),
+                taken: 0,
                 done: Vec::with_capacity(CONSUME_BUDGET),
             }),
             cq: Mutex::new(VecDeque::with_capacity(
@@ -395,6 +408,7 @@ impl Shared {
             cq_waiters: AtomicUsize::new(0),
             recvs: Mutex::new(Recvs {
                 queue: VecDeque::with_capacity(limits.max_recvs),
+                posted: 0,
                 cache: registry::Cache::default(),
             }),
             pending: Mutex::new(HashMap::with_capacity(limits.max_inflight)),
@@ -666,7 +680,7 @@ impl Shared {
                     ..Header::default()
                 };
                 let raw: SmallVec<[(*const u8, usize); 8]> = if valid {
-                    parts.iter().map(|&(a, l)| (a as *const u8, l)).collect()
+                    parts.map(|(a, l)| (a as *const u8, l)).collect()
                 } else {
                     SmallVec::new()
                 };
@@ -722,11 +736,7 @@ impl Shared {
                 if first {
                     raw.push((total.as_ptr(), 8));
                 }
-                raw.extend(
-                    pieces(sges, job.sent, n)
-                        .iter()
-                        .map(|&(a, l)| (a as *const u8, l)),
-                );
+                raw.extend(pieces(sges, job.sent, n).map(|(a, l)| (a as *const u8, l)));
                 let h = Header {
                     kind: WRITE,
                     flags,
@@ -1053,10 +1063,16 @@ impl Shared {
             if inb.incoming.is_some() {
                 return Err(Corrupt("a message started inside another"));
             }
-            let recv = match lock(&self.recvs).queue.pop_front() {
+            if inb.recvs.is_empty() {
+                // Take over everything posted so far (the emptied queue keeps its room).
+                std::mem::swap(&mut lock(&self.recvs).queue, &mut inb.recvs);
+            }
+            let recv = match inb.recvs.pop_front() {
                 Some(r) => r,
                 None => return Ok(false), // waits for a receive: nothing is dropped
             };
+            inb.taken += 1;
+            self.recvs_taken.store(inb.taken, Ordering::Release);
             let capacity = total_len(&recv.sges).unwrap_or(0);
             inb.incoming = Some(Incoming {
                 recv,
@@ -1408,13 +1424,20 @@ impl Shared {
     /// out of its queue under its lock before it completes).
     fn fail_all(&self, error: WsaError) {
         self.broken.store(true, Ordering::Release);
-        let recvs: Vec<PostedRecv> = lock(&self.recvs).queue.drain(..).collect();
+        // Oldest first: the receive being filled, those taken over, those still posted.
+        // Both queues drained under `inb` (in the consumer's lock order, inb then recvs):
+        // no receive can move between them unseen.
+        let recvs: Vec<PostedRecv> = {
+            let mut inb = lock(&self.inb);
+            let inb = &mut *inb;
+            let mut all: Vec<PostedRecv> =
+                inb.incoming.take().map(|i| i.recv).into_iter().collect();
+            all.extend(inb.recvs.drain(..));
+            all.extend(lock(&self.recvs).queue.drain(..));
+            all
+        };
         for r in recvs {
             self.complete(r.token, Op::Recv, Err(error));
-        }
-        let incoming = lock(&self.inb).incoming.take();
-        if let Some(i) = incoming {
-            self.complete(i.recv.token, Op::Recv, Err(error));
         }
         let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
         for p in pending {
@@ -1730,9 +1753,11 @@ impl Endpoint for LoopbackEndpoint {
             if self.shared.is_down() {
                 return Err(PostError::Closed);
             }
-            if recvs.queue.len() >= self.shared.limits.max_recvs {
+            let taken = self.shared.recvs_taken.load(Ordering::Acquire);
+            if recvs.posted.wrapping_sub(taken) >= self.shared.limits.max_recvs as u64 {
                 return Err(PostError::QueueFull);
             }
+            recvs.posted += 1;
             recvs.queue.push_back(PostedRecv {
                 sges: sges.iter().copied().collect(),
                 token,

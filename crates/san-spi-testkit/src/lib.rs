@@ -770,6 +770,42 @@ pub fn full_queue_is_back_pressure<H: Harness>() {
     }
 }
 
+/// The receive queue is bounded: posting past its limit is back-pressure (`QueueFull`),
+/// and each receive a message uses up makes room for exactly one more, whatever thread
+/// took the receives over.
+pub fn full_receive_queue_is_back_pressure<H: Harness>() {
+    let (t, c, s) = pair::<H>("full_receive_queue_is_back_pressure");
+    let src = Buf::new(&t, 8, 3, MemAccess::READ);
+    let dst = Buf::new(&t, 8, 0, MemAccess::WRITE);
+    let mut posted = 0u64;
+    loop {
+        assert!(posted < 100_000, "the receive queue never filled");
+        match s.post_recv(&[dst.sge(0..8)], posted) {
+            Ok(()) => posted += 1,
+            Err(PostError::QueueFull) => break,
+            Err(e) => panic!("post_recv {posted}: {e} instead of back-pressure"),
+        }
+    }
+    assert!(posted > 0, "not a single receive could be posted");
+    for round in 0..3u64 {
+        c.post_send(&[src.sge(0..8)], round).unwrap();
+        let got = wait_one(&s);
+        assert_eq!(
+            (got.token, got.op, got.result),
+            (round, Op::Recv, Ok(8)),
+            "round {round}: the oldest receive takes the message"
+        );
+        assert_eq!(wait_one(&c).result, Ok(8));
+        s.post_recv(&[dst.sge(0..8)], posted + round)
+            .unwrap_or_else(|e| panic!("round {round}: a used-up receive made no room: {e}"));
+        assert_eq!(
+            s.post_recv(&[dst.sge(0..8)], u64::MAX),
+            Err(PostError::QueueFull),
+            "round {round}: one message made room for more than one receive"
+        );
+    }
+}
+
 /// Instantiates the whole suite for a harness: `transport_conformance!(name, Harness);`.
 #[macro_export]
 macro_rules! transport_conformance {
@@ -793,6 +829,7 @@ macro_rules! transport_conformance {
                 messages_sent_before_close_are_delivered,
                 large_transfers_verify_by_checksum,
                 full_queue_is_back_pressure,
+                full_receive_queue_is_back_pressure,
             );
         }
     };

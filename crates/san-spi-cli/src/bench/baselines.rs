@@ -3,7 +3,7 @@
 //! `shm` provider through `fi_pingpong` when it is installed.
 
 use super::buf::AlignedBuf;
-use super::{Idle, LatencySample, Plan};
+use super::{Idle, Plan, RoundTrips};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Ping-pong of `size`-byte messages over a `UnixStream` pair, one thread per end
 /// (blocking reads: the kernel wakes the reader).
-pub fn unix_socket(size: usize, plan: &Plan) -> Result<LatencySample, String> {
+pub fn unix_socket(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
     let (mut a, mut b) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let len = size.max(1);
     let mut rounds = 0u64;
@@ -56,7 +56,7 @@ pub fn unix_socket(size: usize, plan: &Plan) -> Result<LatencySample, String> {
         .unwrap_or_else(|_| Err(std::io::Error::other("server thread panicked")));
     r.map_err(|e| format!("unix socket: {e}"))?;
     s.map_err(|e| format!("unix socket peer: {e}"))?;
-    Ok(LatencySample::from_round_trips(rtts))
+    Ok(rtts)
 }
 
 /// One direction of the raw channel: a sequence number alone on its cache line, then the
@@ -70,7 +70,7 @@ struct Seq(AtomicU64);
 /// Both threads spin, nothing else runs: the floor any shared-memory transport pays.
 /// In one process (the heap is shared memory between the two threads): a cross-process
 /// mapping costs the same per access.
-pub fn raw_shm(size: usize, plan: &Plan) -> Result<LatencySample, String> {
+pub fn raw_shm(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
     let len = size.max(1);
     let ab = Seq(AtomicU64::new(0));
     let ba = Seq(AtomicU64::new(0));
@@ -139,7 +139,7 @@ pub fn raw_shm(size: usize, plan: &Plan) -> Result<LatencySample, String> {
         }
         stop.store(true, Ordering::Release);
         std::hint::black_box(&back);
-        Ok(LatencySample::from_round_trips(rtts))
+        Ok(rtts)
     })
 }
 

@@ -72,6 +72,10 @@ pub struct Plan {
     pub lat_max_iters: usize,
     /// Time after which a latency measurement stops (once it has its minimum).
     pub lat_budget: Duration,
+    /// Rounds each latency point is measured in, ours and the baselines taking turns: a
+    /// change of the machine's state (on a VM, where the host places the two vCPUs) during
+    /// the run lands on all of them alike instead of skewing the ratios.
+    pub lat_rounds: usize,
     /// Operations measured at least per bandwidth point.
     pub bw_min_ops: u64,
     /// Time after which a bandwidth measurement stops (once it has its minimum).
@@ -93,6 +97,7 @@ impl Plan {
                 lat_min_iters: 200,
                 lat_max_iters: 20_000,
                 lat_budget: Duration::from_millis(80),
+                lat_rounds: 2,
                 bw_min_ops: 2,
                 bw_budget: Duration::from_millis(60),
                 fi_runs: vec![(8, 1000), (1 << 20, 20)],
@@ -105,6 +110,7 @@ impl Plan {
                 lat_min_iters: 2_000,
                 lat_max_iters: 500_000,
                 lat_budget: Duration::from_millis(1500),
+                lat_rounds: 5,
                 bw_min_ops: 8,
                 bw_budget: Duration::from_millis(1200),
                 fi_runs: vec![
@@ -126,9 +132,11 @@ impl Plan {
 /// Spinning while nothing happened; the thread never parks.
 ///
 /// [`Idle::yielding`] adds a `sched_yield` every [`YIELD_EVERY`] empty checks: on a machine
-/// with fewer CPUs than spinning threads (two vCPUs, two application threads plus the
-/// loopback's two progress threads) it lets the thread that has work run. [`Idle::pure`]
-/// only pauses: for the raw shared-memory floor, whose two threads have a CPU each.
+/// with fewer CPUs than busy threads (two vCPUs, two application threads plus the
+/// loopback's two progress threads moving bulk data) it lets the thread that has work run.
+/// [`Idle::pure`] only pauses: for the latency ping-pongs, ours and the raw floor alike,
+/// whose two threads have a CPU each (the loopback's progress threads stay parked while the
+/// application polls).
 #[derive(Debug)]
 pub struct Idle {
     empty: u32,
@@ -167,6 +175,24 @@ impl Idle {
         self.empty = 0;
     }
 }
+
+impl Plan {
+    /// The plan of one of [`lat_rounds`](Plan::lat_rounds) latency rounds: the iterations
+    /// and time of a latency point shared between them (the warm-up is not).
+    pub fn latency_round(&self) -> Plan {
+        let rounds = self.lat_rounds.max(1);
+        Plan {
+            lat_min_iters: self.lat_min_iters.div_ceil(rounds),
+            lat_max_iters: self.lat_max_iters.div_ceil(rounds),
+            lat_budget: self.lat_budget / rounds as u32,
+            lat_rounds: 1,
+            ..self.clone()
+        }
+    }
+}
+
+/// Round-trip times of a ping-pong, ns.
+pub type RoundTrips = Vec<u64>;
 
 /// Percentiles of one-way latency.
 #[derive(Debug, Clone, Copy)]
@@ -644,20 +670,33 @@ pub fn measure(plan: &Plan, mode: &'static str, json: bool) -> Result<Report, St
     let mut copy_modes = Vec::new();
     let step = |what: String| pb.set_message(what);
 
+    let round = plan.latency_round();
     for &size in &LATENCY_SIZES {
         let n = size_name(size);
-        step(format!("latency {n}: raw shared memory"));
-        let s = baselines::raw_shm(size, plan)?;
-        latency.push(lat_row("raw-shm", size, s));
-        pb.inc(1);
-        step(format!("latency {n}: ours"));
-        let s = ours::latency(size, plan).map_err(|e| format!("ours, latency {n}: {e}"))?;
-        latency.push(lat_row("ours", size, s));
-        pb.inc(1);
-        step(format!("latency {n}: Unix socket"));
-        let s = baselines::unix_socket(size, plan)?;
-        latency.push(lat_row("unix-socket", size, s));
-        pb.inc(1);
+        let (mut raw, mut mine, mut unix) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 1..=plan.lat_rounds.max(1) {
+            let of = format!("round {r}/{}", plan.lat_rounds.max(1));
+            step(format!("latency {n}: raw shared memory, {of}"));
+            raw.extend(baselines::raw_shm(size, &round)?);
+            step(format!("latency {n}: ours, {of}"));
+            mine.extend(
+                ours::latency(size, &round).map_err(|e| format!("ours, latency {n}: {e}"))?,
+            );
+            step(format!("latency {n}: Unix socket, {of}"));
+            unix.extend(baselines::unix_socket(size, &round)?);
+        }
+        latency.push(lat_row(
+            "raw-shm",
+            size,
+            LatencySample::from_round_trips(raw),
+        ));
+        latency.push(lat_row("ours", size, LatencySample::from_round_trips(mine)));
+        latency.push(lat_row(
+            "unix-socket",
+            size,
+            LatencySample::from_round_trips(unix),
+        ));
+        pb.inc(3);
     }
     for &size in &BANDWIDTH_SIZES {
         let n = size_name(size);

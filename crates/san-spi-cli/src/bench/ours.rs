@@ -6,7 +6,7 @@
 //! in flight, timed from the first post to the last completion.
 
 use super::buf::RegBuf;
-use super::{Idle, LatencySample, Plan};
+use super::{Idle, Plan, RoundTrips};
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Op, PostError, RemoteTarget, Sge,
     Transport,
@@ -21,9 +21,14 @@ const RECV_SLOTS: usize = 4;
 /// A completion that does not come within this is a failure, not a hang.
 const STALL: Duration = Duration::from_secs(20);
 
-/// A connected pair of loopback endpoints in a fresh namespace.
+/// A connected pair of loopback endpoints in a fresh namespace. Each side has its own
+/// transport (its own registrations), as two processes would: the two threads share no
+/// lock, only the rings.
 struct Pair {
-    t: LoopbackTransport,
+    /// The client's transport: registrations the client posts.
+    ct: LoopbackTransport,
+    /// The server's transport: registrations the server posts or exports.
+    st: LoopbackTransport,
     client: LoopbackEndpoint,
     server: LoopbackEndpoint,
 }
@@ -37,17 +42,19 @@ impl Pair {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let t = LoopbackTransport::new(ns).with_copy_mode(copy);
+        let st = LoopbackTransport::new(ns.clone()).with_copy_mode(copy);
+        let ct = LoopbackTransport::new(ns).with_copy_mode(copy);
         let addr: SocketAddr = "198.18.0.1:7100".parse().expect("literal");
-        let listener = block_on(t.listen(addr)).map_err(|e| format!("listen: {e}"))?;
+        let listener = block_on(st.listen(addr)).map_err(|e| format!("listen: {e}"))?;
         let server = std::thread::spawn(move || block_on(listener.accept()));
-        let client = block_on(t.connect(addr)).map_err(|e| format!("connect: {e}"));
+        let client = block_on(ct.connect(addr)).map_err(|e| format!("connect: {e}"));
         let server = server
             .join()
             .map_err(|_| "the accepting thread panicked".to_string())?
             .map_err(|e| format!("accept: {e}"))?;
         Ok(Pair {
-            t,
+            ct,
+            st,
             client: client?,
             server,
         })
@@ -79,19 +86,19 @@ fn failed(c: &Completion) -> String {
 }
 
 /// One-way latency of `size`-byte messages: round trips of send → receive → send back.
-pub fn latency(size: usize, plan: &Plan) -> Result<LatencySample, String> {
+pub fn latency(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
     let p = Pair::new(CopyMode::default())?;
     let r = latency_on(&p, size, plan);
     p.close();
     r
 }
 
-fn latency_on(p: &Pair, size: usize, plan: &Plan) -> Result<LatencySample, String> {
+fn latency_on(p: &Pair, size: usize, plan: &Plan) -> Result<RoundTrips, String> {
     let len = size.max(1);
-    let c_src = RegBuf::new(&p.t, len, 1, MemAccess::READ)?;
-    let c_dst = RegBuf::new(&p.t, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
-    let s_src = RegBuf::new(&p.t, len, 2, MemAccess::READ)?;
-    let s_dst = RegBuf::new(&p.t, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
+    let c_src = RegBuf::new(&p.ct, len, 1, MemAccess::READ)?;
+    let c_dst = RegBuf::new(&p.ct, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
+    let s_src = RegBuf::new(&p.st, len, 2, MemAccess::READ)?;
+    let s_dst = RegBuf::new(&p.st, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
     for slot in 0..RECV_SLOTS {
         p.client
             .post_recv(&[c_dst.sge(slot * len, size)], slot as u64)
@@ -118,7 +125,7 @@ fn latency_on(p: &Pair, size: usize, plan: &Plan) -> Result<LatencySample, Strin
             .unwrap_or_else(|_| Err("server thread panicked".into()));
         let rtts = r?;
         s?;
-        Ok(LatencySample::from_round_trips(rtts))
+        Ok(rtts)
     })
 }
 
@@ -131,7 +138,9 @@ fn serve_pingpong(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut comps = [Completion::default(); 16];
-    let mut idle = Idle::yielding();
+    // Pure spinning, as the raw floor does: while the application polls, the progress
+    // threads stay parked, so each spinning thread has a CPU.
+    let mut idle = Idle::pure();
     let mut token = 0u64;
     loop {
         let n = ep.poll(&mut comps);
@@ -146,13 +155,15 @@ fn serve_pingpong(
         for c in &comps[..n] {
             match (c.op, c.result) {
                 (Op::Recv, Ok(got)) if got as usize == size => {
+                    // Reply first, repost second: the other receives posted cover the next
+                    // message, so the repost stays off the round trip.
+                    token += 1;
+                    post(|| ep.post_send(&[send], 1 << 32 | token), "post_send")?;
                     let slot = c.token as usize;
                     post(
                         || ep.post_recv(&[dst.sge(slot * len, size)], slot as u64),
                         "post_recv",
                     )?;
-                    token += 1;
-                    post(|| ep.post_send(&[send], 1 << 32 | token), "post_send")?;
                 }
                 (Op::Send, Ok(_)) => {}
                 _ => return Err(failed(c)),
@@ -172,7 +183,7 @@ fn client_pingpong(
 ) -> Result<Vec<u64>, String> {
     let mut comps = [Completion::default(); 16];
     let mut rtts = Vec::with_capacity(plan.lat_max_iters);
-    let mut idle = Idle::yielding();
+    let mut idle = Idle::pure();
     let started = Instant::now();
     let mut i = 0u64;
     loop {
@@ -186,13 +197,17 @@ fn client_pingpong(
         let t0 = Instant::now();
         post(|| ep.post_send(&[send], 1 << 32 | i), "post_send")?;
         let mut got = false;
+        let mut empty = 0u32;
         while !got {
             let n = ep.poll(&mut comps);
             if n == 0 {
                 if stop.load(Ordering::Acquire) {
                     return Err("the server side stopped".into());
                 }
-                if t0.elapsed() > STALL {
+                // The clock is read once per 1024 empty polls: reading it on each would
+                // lengthen every poll of the spin (the raw floor reads none).
+                empty = empty.wrapping_add(1);
+                if empty.is_multiple_of(1024) && t0.elapsed() > STALL {
                     return Err(format!("no reply within {STALL:?}"));
                 }
                 idle.spin();
@@ -267,8 +282,8 @@ pub fn rdma_write(
 }
 
 fn rdma_write_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String> {
-    let src = RegBuf::new(&p.t, size, 7, MemAccess::READ)?;
-    let dst = RegBuf::new(&p.t, size, 0, MemAccess::WRITE)?;
+    let src = RegBuf::new(&p.ct, size, 7, MemAccess::READ)?;
+    let dst = RegBuf::new(&p.st, size, 0, MemAccess::WRITE)?;
     let desc = dst.descriptor()?;
     let target = RemoteTarget {
         descriptor: &desc,
@@ -333,8 +348,8 @@ pub fn send_recv(size: usize, plan: &Plan) -> Result<Transfer, String> {
 
 fn send_recv_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String> {
     let depth = depth(size);
-    let src = RegBuf::new(&p.t, size, 9, MemAccess::READ)?;
-    let dst = RegBuf::new(&p.t, size * depth, 0, MemAccess::WRITE)?;
+    let src = RegBuf::new(&p.ct, size, 9, MemAccess::READ)?;
+    let dst = RegBuf::new(&p.st, size * depth, 0, MemAccess::WRITE)?;
     for slot in 0..depth {
         p.server
             .post_recv(&[dst.sge(slot * size, size)], slot as u64)
