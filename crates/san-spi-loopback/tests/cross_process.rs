@@ -121,8 +121,16 @@ impl Drop for Buf {
 // The child.
 // ---------------------------------------------------------------------------------------
 
+/// Set for a child that must make itself non-dumpable before it connects.
+const NONDUMPABLE_ENV: &str = "SAN_SPI_TEST_CHILD_NONDUMPABLE";
+
 fn child_main(spec: &str) -> ! {
     common::watchdog(Duration::from_secs(90));
+    if std::env::var_os(NONDUMPABLE_ENV).is_some() {
+        // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers and touches no memory of ours.
+        let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        assert_eq!(r, 0, "prctl(PR_SET_DUMPABLE, 0)");
+    }
     let f: Vec<&str> = spec.split(' ').collect();
     let mode = if f[0] == "single" {
         CopyMode::SingleCopy
@@ -734,34 +742,51 @@ macro_rules! cross_process_suite {
 cross_process_suite!(single_copy, san_spi_loopback::CopyMode::SingleCopy);
 cross_process_suite!(bounce, san_spi_loopback::CopyMode::Bounce);
 
-/// A child running as another user (here: root parent, `nobody` child) cannot attach to
-/// the parent, while the parent can attach to it: the parent's own RDMA bounces, the
-/// child's is single copy, and both work. Needs root; skipped otherwise.
+/// When only one side can attach to the other, each direction settles on its own: RDMA
+/// served by the side that can attach is single copy, the other bounces, and both work.
+/// As root (CAP_SYS_PTRACE attaches to anything) the child runs as `nobody`, which cannot
+/// attach to root; otherwise the child makes itself non-dumpable, so the parent (same user,
+/// no CAP_SYS_PTRACE) cannot attach to it. Runs either way: nothing is skipped.
 #[test]
 fn asymmetric_when_only_one_side_can_attach() {
     const TEST: &str = "asymmetric_when_only_one_side_can_attach";
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         child_main(&spec);
     }
-    if !common::is_root() {
-        eprintln!("{TEST}: not root, skipped");
-        return;
-    }
-    // `nobody` may not reach the build directory: run a copy it can execute.
-    let (exe, _dir) = common::world_executable_copy();
-    let s = session_with(&exe, TEST, CopyMode::SingleCopy, |cmd| {
-        cmd.uid(65534).gid(65534);
-    });
-    assert_eq!(
-        s.ep.copy_mode(),
-        CopyMode::Bounce,
-        "the child cannot attach to root"
-    );
-    assert_eq!(
-        s.ep.peer_copy_mode(),
-        CopyMode::SingleCopy,
-        "root attaches to the child"
-    );
+    let s = if common::is_root() {
+        // `nobody` may not reach the build directory: run a copy it can execute.
+        let (exe, _dir) = common::world_executable_copy();
+        let s = session_with(&exe, TEST, CopyMode::SingleCopy, |cmd| {
+            cmd.uid(65534).gid(65534);
+        });
+        assert_eq!(
+            s.ep.copy_mode(),
+            CopyMode::Bounce,
+            "the child (nobody) cannot attach to root: the parent's RDMA bounces"
+        );
+        assert_eq!(
+            s.ep.peer_copy_mode(),
+            CopyMode::SingleCopy,
+            "root attaches to the child: the child's RDMA is single copy"
+        );
+        s
+    } else {
+        let exe = std::env::current_exe().unwrap();
+        let s = session_with(&exe, TEST, CopyMode::SingleCopy, |cmd| {
+            cmd.env(NONDUMPABLE_ENV, "1");
+        });
+        assert_eq!(
+            s.ep.copy_mode(),
+            CopyMode::SingleCopy,
+            "the child attaches to the parent: the parent's RDMA is single copy"
+        );
+        assert_eq!(
+            s.ep.peer_copy_mode(),
+            CopyMode::Bounce,
+            "the parent cannot attach to a non-dumpable child: the child's RDMA bounces"
+        );
+        s
+    };
     rdma_round_trip(&s);
     s.finish();
 }
