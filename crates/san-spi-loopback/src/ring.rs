@@ -338,6 +338,10 @@ impl Consumer {
     }
 
     /// The next record's header, skipping padding; `None` if the ring is empty.
+    ///
+    /// Inlined: returned through memory, the header is stored field by field and loaded
+    /// back whole, a store-forwarding stall on every record.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<Header>, Corrupt> {
         if self.off_grid {
             return Err(Corrupt("the ring's head started off the record grid"));
