@@ -17,9 +17,10 @@
 //! [`Corrupt`], never a panic, an out-of-bounds access or a hang. Payload bytes are
 //! copied out with the bounds of the validated header copy, so a peer rewriting a record
 //! while it is read can only garble bytes it owns. Positions that start off the record grid
-//! are corruption on first use. The head is published with release, the tail with SeqCst
-//! (it pairs with the sleep flag, see `Producer::push_raw`); both are read with acquire. The
-//! producer re-reads the head only when its cached copy shows no room.
+//! are corruption on first use. Head and tail are published with release and read with
+//! acquire; the sleep flag pairs with the tail through SeqCst fences on both sides (see
+//! `Producer::consumer_sleeping`). The producer re-reads the head only when its cached copy
+//! shows no room.
 //!
 //! # Safety
 //!
@@ -297,19 +298,23 @@ impl Producer {
             at += n;
         }
         self.tail += total as u64;
-        // SeqCst (not just release): with the consumer's SeqCst store of `sleeping` and load
-        // of `tail` in `prepare_sleep`, and our SeqCst load of `sleeping` below, either the
-        // consumer sees this record or we see it parking (Dekker; a locked store on x86
-        // instead of a store plus a full fence).
+        // A plain release store, not a locked one: a locked store waits for the record's
+        // cache lines before it even asks for the tail's, two transfers in a row on the way
+        // to the consumer; a plain store lets both requests fly at once. The ordering the
+        // sleep handshake needs comes from the fence in `consumer_sleeping`, after this.
         self.ring
             .atomic_u64(TAIL)
-            .store(self.tail, Ordering::SeqCst);
+            .store(self.tail, Ordering::Release);
         Ok(Ok(()))
     }
 
-    /// Whether the consumer announced it is parking (then the producer signals its eventfd).
+    /// Whether the consumer announced it is parking (then the producer signals its
+    /// eventfd). Call after pushing. The SeqCst fence orders our tail store before the flag
+    /// load, as `prepare_sleep`'s orders its flag store before its tail load (Dekker):
+    /// either the consumer sees the new tail or we see it parking, never neither.
     pub fn consumer_sleeping(&self) -> bool {
-        self.ring.sleeping().load(Ordering::SeqCst) != 0
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.ring.sleeping().load(Ordering::Relaxed) != 0
     }
 }
 
@@ -427,8 +432,9 @@ impl Consumer {
     /// With `head_blocked`, the record at the head cannot be handled now (it waits for
     /// something local), so records already in the ring are no reason to stay awake.
     pub fn prepare_sleep(&self, head_blocked: bool) -> bool {
-        self.ring.sleeping().store(1, Ordering::SeqCst);
-        let tail = self.ring.atomic_u64(TAIL).load(Ordering::SeqCst);
+        self.ring.sleeping().store(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
         if tail != self.head && !head_blocked {
             self.ring.sleeping().store(0, Ordering::Relaxed);
             return false;
