@@ -378,7 +378,14 @@ impl PostError {
 /// ```
 /// use san_spi_core::transport::Capabilities;
 ///
-/// let c = Capabilities { max_sge: 16, max_message: 1 << 20, max_rdma: 1 << 30, rdma_read: true, descriptor_len: 32 };
+/// let c = Capabilities {
+///     max_sge: 16,
+///     max_message: 1 << 20,
+///     max_rdma: 1 << 30,
+///     rdma_read: true,
+///     descriptor_len: 32,
+///     requested_keys: false,
+/// };
 /// assert!(c.rdma_read);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,12 +400,18 @@ pub struct Capabilities {
     pub rdma_read: bool,
     /// Bytes of an exported RDMA descriptor.
     pub descriptor_len: usize,
+    /// Whether [`Memory::register_with_key`] takes keys the provider chooses (as a
+    /// libfabric domain without `FI_MR_PROV_KEY` does); otherwise only the transport
+    /// chooses keys.
+    pub requested_keys: bool,
 }
 
 /// Memory registration: one protection domain per transport.
 ///
-/// Registration keys are the transport's to choose (unguessable, with a generation), so
-/// a stale or forged descriptor is rejected before a byte moves (R-SAN-5).
+/// Registration keys are the transport's to choose ([`register`](Memory::register):
+/// unguessable, with a generation, so a stale or forged descriptor is rejected before a
+/// byte moves, R-SAN-5) or, where [`Capabilities::requested_keys`] says so, the provider's
+/// ([`register_with_key`](Memory::register_with_key), libfabric's `requested_key`).
 ///
 /// ```
 /// use san_spi_core::transport::{MemAccess, Memory, MemoryHandle};
@@ -443,6 +456,26 @@ pub trait Memory: Send + Sync {
     /// an error), and until they have, the transport may still touch the memory — which is
     /// why [`register`](Memory::register) asks the memory to outlive them.
     fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError>;
+
+    /// Registers like [`register`](Memory::register), under `key`, chosen by the caller:
+    /// the handle's raw value and the key a descriptor carries are `key`. Unguessable keys
+    /// are then the caller's to choose. `WSAEOPNOTSUPP` from a transport that chooses its
+    /// keys itself (the default; see [`Capabilities::requested_keys`]); `WSAEINVAL` for a
+    /// key of 0 or one already registered.
+    ///
+    /// # Safety
+    ///
+    /// As for [`register`](Memory::register).
+    unsafe fn register_with_key(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        access: MemAccess,
+        key: u64,
+    ) -> Result<MemoryHandle, WsaError> {
+        let _ = (addr, len, access, key);
+        Err(WsaError::OpNotSupp)
+    }
 
     /// Writes the RDMA descriptor of `handle` (what the peer needs to address it) into
     /// `out` and returns its length; `WSAEFAULT` if `out` is too short.

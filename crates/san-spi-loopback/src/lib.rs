@@ -224,6 +224,17 @@ impl Memory for LoopbackTransport {
         self.registry.register(addr as u64, len as u64, access)
     }
 
+    unsafe fn register_with_key(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        access: MemAccess,
+        key: u64,
+    ) -> Result<MemoryHandle, WsaError> {
+        self.registry
+            .register_with_key(addr as u64, len as u64, access, key)
+    }
+
     fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError> {
         self.registry.deregister(handle)
     }
@@ -467,6 +478,7 @@ impl Transport for LoopbackTransport {
             max_rdma: u32::MAX as usize,
             rdma_read: true,
             descriptor_len: DESCRIPTOR_LEN,
+            requested_keys: true,
         }
     }
 

@@ -143,6 +143,27 @@ impl Registry {
         }
     }
 
+    /// Registers `addr..addr + len` under `key`, chosen by the caller; `WSAEINVAL` for a
+    /// key of 0 or one in use.
+    pub fn register_with_key(
+        &self,
+        addr: u64,
+        len: u64,
+        access: MemAccess,
+        key: u64,
+    ) -> Result<MemoryHandle, WsaError> {
+        if len == 0 || addr == 0 || addr.checked_add(len).is_none() || access.is_empty() {
+            return Err(WsaError::Inval);
+        }
+        let handle = MemoryHandle::new(key).ok_or(WsaError::Inval)?;
+        let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
+        if regions.contains_key(&key) {
+            return Err(WsaError::Inval);
+        }
+        regions.insert(key, Region { addr, len, access });
+        Ok(handle)
+    }
+
     /// Removes a registration; returns once no copy checked against it is still running.
     pub fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError> {
         let removed = {

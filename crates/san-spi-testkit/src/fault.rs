@@ -227,6 +227,16 @@ impl<T: Memory> Memory for FaultInjector<T> {
         // SAFETY: the caller's promise is passed on unchanged.
         unsafe { self.inner.register(addr, len, access) }
     }
+    unsafe fn register_with_key(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        access: MemAccess,
+        key: u64,
+    ) -> Result<MemoryHandle, WsaError> {
+        // SAFETY: the caller's promise is passed on unchanged.
+        unsafe { self.inner.register_with_key(addr, len, access, key) }
+    }
     fn deregister(&self, handle: MemoryHandle) -> Result<(), WsaError> {
         self.inner.deregister(handle)
     }

@@ -84,6 +84,25 @@ impl<'t, T: Memory> Buf<'t, T> {
         }
     }
 
+    /// `len` bytes of `fill`, registered with `access` under `key`, chosen here
+    /// ([`Memory::register_with_key`]).
+    pub fn with_key(
+        t: &'t T,
+        len: usize,
+        fill: u8,
+        access: MemAccess,
+        key: u64,
+    ) -> Result<Buf<'t, T>, WsaError> {
+        let mut bytes = vec![fill; len].into_boxed_slice();
+        // SAFETY: as in `new`.
+        let handle = unsafe { t.register_with_key(bytes.as_mut_ptr(), len, access, key) }?;
+        Ok(Buf {
+            t,
+            bytes,
+            handle: Some(handle),
+        })
+    }
+
     /// The registration handle.
     ///
     /// # Panics
@@ -408,6 +427,54 @@ pub fn access_rights_are_enforced<H: Harness>() {
         local.bytes.iter().all(|&x| x == 0x33),
         "local buffer written by a refused read"
     );
+}
+
+/// R-SAN-2: registration keys chosen by the provider. Where the transport takes them
+/// (`Capabilities::requested_keys`), the handle is the key, a key in use or 0 is refused
+/// with WSAEINVAL, RDMA through the exported descriptor reaches the region, and once it is
+/// deregistered the descriptor is stale and nothing moves; where it does not, the call says
+/// WSAEOPNOTSUPP and registers nothing.
+pub fn provider_chosen_keys<H: Harness>() {
+    let (t, c, _s) = pair::<H>("provider_chosen_keys");
+    let key = 0x5A4E_0000_0000_0000 | u64::from(std::process::id());
+    let mut spare_buf = vec![0u8; 64].into_boxed_slice();
+    let spare = spare_buf.as_mut_ptr();
+    // SAFETY: the box outlives every registration made of it (each is undone below).
+    let again = |k: u64| unsafe { t.register_with_key(spare, 64, MemAccess::READ, k) };
+    if !t.capabilities().requested_keys {
+        assert_eq!(
+            Buf::with_key(&t, 64, 0, MemAccess::WRITE, key).err(),
+            Some(WsaError::OpNotSupp)
+        );
+        return;
+    }
+    let mut dst = Buf::with_key(&t, 4096, 0, MemAccess::WRITE, key).expect("register_with_key");
+    assert_eq!(dst.handle().raw(), key, "the handle is the chosen key");
+    assert_eq!(again(key), Err(WsaError::Inval), "a key in use");
+    assert_eq!(again(0), Err(WsaError::Inval), "key 0");
+    let src = Buf::new(&t, 4096, 0x5A, MemAccess::READ);
+    let d = dst.descriptor();
+    let target = RemoteTarget {
+        descriptor: &d,
+        offset: 0,
+    };
+    c.rdma_write(&[src.sge(0..4096)], target, 1).unwrap();
+    assert_eq!(wait_one(&c).result, Ok(4096));
+    assert!(
+        dst.bytes.iter().all(|&x| x == 0x5A),
+        "RDMA through the chosen key"
+    );
+    dst.deregister();
+    dst.bytes.fill(0);
+    c.rdma_write(&[src.sge(0..4096)], target, 2).unwrap();
+    assert!(wait_one(&c).result.is_err(), "a deregistered key is stale");
+    assert!(
+        dst.bytes.iter().all(|&x| x == 0),
+        "bytes moved through a stale key"
+    );
+    // The key is free again.
+    let h = again(key).expect("a deregistered key can be chosen again");
+    t.deregister(h).unwrap();
 }
 
 /// R-SAN-5: out-of-bounds, stale (deregistered) and forged descriptors are rejected with
@@ -830,6 +897,7 @@ macro_rules! transport_conformance {
                 large_transfers_verify_by_checksum,
                 full_queue_is_back_pressure,
                 full_receive_queue_is_back_pressure,
+                provider_chosen_keys,
             );
         }
     };
