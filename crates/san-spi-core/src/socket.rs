@@ -238,10 +238,7 @@ impl<T: Transport> SanSockets<T> {
             State::Listening(_) => return Ok(()),
             _ => return Err(WsaError::Inval),
         };
-        let l = block_on(self.transport.listen(addr)).map_err(|e| match e {
-            WsaError::Inval => WsaError::AddrInUse,
-            other => other,
-        })?;
+        let l = block_on(self.transport.listen(addr))?;
         *st = State::Listening(Arc::new(l));
         Ok(())
     }
@@ -265,10 +262,7 @@ impl<T: Transport> SanSockets<T> {
             State::Listening(_) => return Err(WsaError::Inval),
             _ => {}
         }
-        let ep = block_on(self.transport.connect(addr)).map_err(|e| match e {
-            WsaError::NotConn => WsaError::ConnRefused,
-            other => other,
-        })?;
+        let ep = block_on(self.transport.connect(addr))?;
         *st = State::Connected(Arc::new(ep));
         Ok(())
     }

@@ -584,10 +584,12 @@ pub trait Transport: TransportControl + Memory {
     /// What it can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// Listens on `addr`.
+    /// Listens on `addr`: `WSAEADDRINUSE` when something already listens there,
+    /// `WSAEADDRNOTAVAIL` for an address this transport does not serve.
     async fn listen(&self, addr: SocketAddr) -> Result<Self::Listener, WsaError>;
 
-    /// Connects to `addr`.
+    /// Connects to `addr`: `WSAECONNREFUSED` when nothing listens there, `WSAECONNRESET`
+    /// when the peer fails the handshake.
     async fn connect(&self, addr: SocketAddr) -> Result<Self::Endpoint, WsaError>;
 }
 

@@ -93,6 +93,9 @@ const WANTS_DIRECT: u32 = 1;
 const SERVES_DIRECT: u32 = 2;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest abstract socket name: `sun_path` (108 bytes) less the leading NUL.
+const MAX_SOCKET_NAME: usize = 107;
+
 /// Default data bytes of each ring.
 pub const DEFAULT_RING_CAPACITY: usize = 4 << 20;
 
@@ -171,8 +174,19 @@ impl LoopbackTransport {
         self
     }
 
+    /// The listener's abstract socket name. A name longer than a socket address holds
+    /// (107 bytes) is replaced by a 64-bit FNV-1a digest of it: any namespace works, and
+    /// every process computes the same name for the same namespace and address.
     fn socket_name(&self, addr: &SocketAddr) -> Result<UnixAddr, WsaError> {
         let name = format!("san-spi-loopback/{}/{}", self.namespace, addr);
+        let name = if name.len() <= MAX_SOCKET_NAME {
+            name
+        } else {
+            let digest = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            format!("san-spi-loopback/#{digest:016x}")
+        };
         UnixAddr::from_abstract_name(name.as_bytes()).map_err(|_| WsaError::Inval)
     }
 
@@ -484,7 +498,10 @@ impl Transport for LoopbackTransport {
 
     async fn listen(&self, addr: SocketAddr) -> Result<LoopbackListener, WsaError> {
         let name = self.socket_name(&addr)?;
-        let listener = UnixListener::bind_addr(&name).map_err(|_| WsaError::Inval)?;
+        let listener = UnixListener::bind_addr(&name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => WsaError::AddrInUse,
+            _ => WsaError::NetDown,
+        })?;
         Ok(LoopbackListener {
             transport: self.clone(),
             listener,
@@ -494,7 +511,12 @@ impl Transport for LoopbackTransport {
 
     async fn connect(&self, addr: SocketAddr) -> Result<LoopbackEndpoint, WsaError> {
         let name = self.socket_name(&addr)?;
-        let socket = UnixStream::connect_addr(&name).map_err(|_| WsaError::NotConn)?;
+        let socket = UnixStream::connect_addr(&name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                WsaError::ConnRefused
+            }
+            _ => WsaError::NetDown,
+        })?;
         let capacity = self.ring_capacity;
         let ring = ring::ring_bytes(capacity);
         let fd = sys::memfd("san-spi-loopback", 2 * ring).map_err(|_| WsaError::NoBufs)?;
@@ -517,7 +539,7 @@ impl Transport for LoopbackTransport {
                 efd_connector.as_raw_fd(),
             ],
         )
-        .map_err(|_| WsaError::NotConn)?;
+        .map_err(|_| WsaError::ConnReset)?;
         let directions =
             connect_handshake(&socket, wants, &probe).map_err(|_| WsaError::ConnReset)?;
         self.endpoint(

@@ -89,3 +89,30 @@ fn either_side_choosing_bounce_wins() {
         }
     }
 }
+
+/// Namespaces of any length work: one longer than a socket address holds still meets its
+/// own listeners, from another transport as from another process, and not another's.
+#[test]
+fn long_namespaces_meet_only_their_own_listeners() {
+    use san_spi_core::transport::{block_on, Listener, Transport};
+    use san_spi_core::WsaError;
+    let long = |tag: &str| format!("{}-{}-{tag}", "n".repeat(150), std::process::id());
+    let addr = "198.18.0.1:7001".parse().unwrap();
+    let a = LoopbackTransport::new(long("a"));
+    let listener = block_on(a.listen(addr)).expect("a long namespace listens");
+    let server = std::thread::spawn(move || {
+        let ep = block_on(listener.accept());
+        (listener, ep)
+    });
+    let a2 = LoopbackTransport::new(long("a"));
+    let ep = block_on(a2.connect(addr)).expect("the same long namespace connects");
+    let (listener, accepted) = server.join().unwrap();
+    accepted.expect("accepted");
+    let b = LoopbackTransport::new(long("b"));
+    assert_eq!(
+        block_on(b.connect(addr)).err(),
+        Some(WsaError::ConnRefused),
+        "another long namespace reached the listener"
+    );
+    drop((ep, listener));
+}

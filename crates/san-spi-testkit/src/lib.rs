@@ -190,6 +190,20 @@ pub(crate) fn checksum(b: &[u8]) -> u64 {
     })
 }
 
+/// The control plane's errors: connecting where nothing listens is `WSAECONNREFUSED`,
+/// listening where something listens is `WSAEADDRINUSE`; once the listener is gone the
+/// address is free again.
+pub fn connect_and_listen_errors<H: Harness>() {
+    let t = H::transport("connect_and_listen_errors");
+    let addr = next_addr();
+    assert_eq!(block_on(t.connect(addr)).err(), Some(WsaError::ConnRefused));
+    let listener = block_on(t.listen(addr)).expect("listen");
+    assert_eq!(block_on(t.listen(addr)).err(), Some(WsaError::AddrInUse));
+    drop(listener);
+    let again = block_on(t.listen(addr)).expect("the address is free once the listener is gone");
+    drop(again);
+}
+
 /// Connects, accepts, and both ends can exchange a message each way.
 pub fn connect_accept_exchange<H: Harness>() {
     let (t, c, s) = pair::<H>("connect_accept_exchange");
@@ -881,6 +895,7 @@ macro_rules! transport_conformance {
             #[allow(unused_imports)]
             use super::*;
             $crate::transport_conformance!(@tests $harness;
+                connect_and_listen_errors,
                 connect_accept_exchange,
                 messages_keep_order_and_boundaries,
                 send_before_recv_waits,

@@ -12,8 +12,10 @@
 
 use crate::{checksum, pattern, Buf, Harness, TIMEOUT};
 use san_spi_core::transport::{
-    block_on, Completion, Endpoint, Listener, MemAccess, Op, RemoteTarget, Sge, Transport,
+    block_on, Completion, Endpoint, Listener, MemAccess, Memory, Op, PostError, RemoteTarget, Sge,
+    Transport,
 };
+use san_spi_core::WsaError;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -72,6 +74,20 @@ pub fn serve<H: Harness>(spec: &str) -> ! {
                 let b = Buf::new(&t, num(2) as usize, num(3) as u8, access(w[4]));
                 bufs.insert(num(1) as u32, b);
                 "ok".to_string()
+            }
+            "regkey" => {
+                match Buf::with_key(&t, num(2) as usize, num(3) as u8, access(w[4]), num(5)) {
+                    Ok(b) => {
+                        bufs.insert(num(1) as u32, b);
+                        "ok".to_string()
+                    }
+                    Err(e) => format!("error {}", e.code()),
+                }
+            }
+            "inval" => {
+                let b = &bufs[&(num(1) as u32)];
+                let addr = b.bytes.as_ptr() as u64 + num(2);
+                format!("{}", t.invalidate(addr, num(3)))
             }
             "pattern" => {
                 let b = bufs.get_mut(&(num(1) as u32)).expect("buffer");
@@ -477,6 +493,172 @@ pub fn xp_large_transfers<H: Harness>(path: &str) {
     assert_eq!(peer.sum(2, 0, len), checksum(&data));
 }
 
+/// A message longer than the peer's receive fails that receive with WSAEMSGSIZE, fills it
+/// and no more, and the next message lands in the next receive.
+pub fn xp_oversized_message_fails_the_receive<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let src = Buf::new(&t, 100, 7, MemAccess::READ);
+    peer.ok("reg 1 64 0 w");
+    peer.ok("recv 1 0 10 1");
+    peer.ok("recv 1 10 54 2");
+    ep.post_send(&[src.sge(0..20)], 3).unwrap();
+    ep.post_send(&[src.sge(0..5)], 4).unwrap();
+    assert_eq!(
+        peer.cmd("wait"),
+        format!("1 recv err {}", WsaError::MsgSize.code())
+    );
+    assert_eq!(peer.cmd("wait"), "2 recv ok 5");
+    assert_eq!(peer.sum(1, 0, 15), checksum(&[7u8; 15]));
+    assert_eq!(peer.sum(1, 15, 49), checksum(&[0u8; 49]), "overrun");
+}
+
+/// The peer deregisters the target of our RDMA write while it is in flight: the write
+/// completes (whole or with an error), and the next one through the descriptor fails.
+pub fn xp_deregistration_while_in_flight<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let len = 32 << 20;
+    let src = Buf::new(&t, len, 0x77, MemAccess::READ);
+    peer.ok(&format!("reg 1 {len} 0 rw"));
+    let d = peer.descriptor(1);
+    let target = RemoteTarget {
+        descriptor: &d,
+        offset: 0,
+    };
+    ep.rdma_write(&[src.sge(0..len)], target, 1).unwrap();
+    peer.ok("dereg 1");
+    let r = wait_local(&ep);
+    assert_eq!(r.token, 1);
+    assert!(r.result == Ok(len as u32) || r.result.is_err(), "{r:?}");
+    ep.rdma_write(&[src.sge(0..10)], target, 2).unwrap();
+    assert!(
+        wait_local(&ep).result.is_err(),
+        "a deregistered target was written"
+    );
+}
+
+/// The peer's registration-cache callback drops the registrations overlapping the range it
+/// names, and only those: RDMA through their descriptors fails, through the others works.
+pub fn xp_cache_callback_drops_overlapping<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let src = Buf::new(&t, 64, 3, MemAccess::READ);
+    for id in 1..=3 {
+        peer.ok(&format!("reg {id} 4096 0 rw"));
+    }
+    let ds: Vec<Vec<u8>> = (1..=3).map(|id| peer.descriptor(id)).collect();
+    assert_eq!(peer.cmd("inval 2 100 10"), "1", "one registration overlaps");
+    for (i, d) in ds.iter().enumerate() {
+        let target = RemoteTarget {
+            descriptor: d,
+            offset: 0,
+        };
+        ep.rdma_write(&[src.sge(0..64)], target, i as u64).unwrap();
+        let r = wait_local(&ep);
+        if i == 1 {
+            assert!(r.result.is_err(), "an invalidated registration was written");
+            assert_eq!(peer.sum(2, 0, 64), checksum(&[0u8; 64]));
+        } else {
+            assert_eq!(r.result, Ok(64), "registration {} was dropped too", i + 1);
+            assert_eq!(peer.sum(i as u32 + 1, 0, 64), checksum(&[3u8; 64]));
+        }
+    }
+}
+
+/// Messages the peer sent before it closed all arrive, in order; the receive after them
+/// fails.
+pub fn xp_messages_sent_before_close_are_delivered<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let n = 20usize;
+    let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
+    for i in 0..=n {
+        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+    }
+    peer.ok(&format!("reg 1 {n} 5 r"));
+    peer.cmd("pattern 1 11");
+    for i in 0..n {
+        peer.ok(&format!("send 1 {i} 1 {i}"));
+    }
+    for i in 0..n {
+        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
+    }
+    peer.ok("close");
+    for i in 0..n {
+        let r = wait_local(&ep);
+        assert_eq!(
+            (r.token, r.op, r.result),
+            (i as u64, Op::Recv, Ok(1)),
+            "message {i}"
+        );
+    }
+    let last = wait_local(&ep);
+    assert_eq!(last.token, n as u64);
+    assert!(last.result.is_err(), "the receive after the close fails");
+    assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 11)));
+}
+
+/// Sending to a peer that posts no receives fills our queue: back-pressure (`QueueFull`),
+/// never another error; once the peer receives, every message arrives, in order.
+pub fn xp_full_queue_is_back_pressure<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let len = 64 << 10;
+    let src = Buf::new(&t, len, 4, MemAccess::READ);
+    let mut posted = 0u64;
+    loop {
+        assert!(posted < 100_000, "the send queue never filled");
+        match ep.post_send(&[src.sge(0..len)], posted) {
+            Ok(()) => posted += 1,
+            Err(PostError::QueueFull) => break,
+            Err(e) => panic!("post {posted}: {e} instead of back-pressure"),
+        }
+    }
+    peer.ok(&format!("reg 1 {len} 0 w"));
+    let mut sent = 0u64;
+    let mut cs = [Completion::default(); 64];
+    for i in 0..posted {
+        peer.ok(&format!("recv 1 0 {len} {i}"));
+        assert_eq!(peer.cmd("wait"), format!("{i} recv ok {len}"));
+        let n = ep.poll(&mut cs);
+        for c in &cs[..n] {
+            assert_eq!((c.token, c.result), (sent, Ok(len as u32)));
+            sent += 1;
+        }
+    }
+    while sent < posted {
+        let c = wait_local(&ep);
+        assert_eq!((c.token, c.result), (sent, Ok(len as u32)));
+        sent += 1;
+    }
+    assert_eq!(peer.sum(1, 0, len), checksum(&vec![4u8; len]));
+}
+
+/// Keys the peer's provider chose ([`Memory::register_with_key`]) work across processes:
+/// our RDMA reaches the region through its descriptor, and fails once the peer deregisters
+/// it. Where the transport does not take chosen keys, the peer's call says WSAEOPNOTSUPP.
+pub fn xp_provider_chosen_keys<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let key = 0x5A4E_1000_0000_0000 | u64::from(std::process::id());
+    let answer = peer.cmd(&format!("regkey 1 4096 0 w {key}"));
+    if !t.capabilities().requested_keys {
+        assert_eq!(answer, format!("error {}", WsaError::OpNotSupp.code()));
+        return;
+    }
+    assert_eq!(answer, "ok");
+    let d = peer.descriptor(1);
+    let src = Buf::new(&t, 4096, 0x3C, MemAccess::READ);
+    let target = RemoteTarget {
+        descriptor: &d,
+        offset: 0,
+    };
+    ep.rdma_write(&[src.sge(0..4096)], target, 1).unwrap();
+    assert_eq!(wait_local(&ep).result, Ok(4096));
+    assert_eq!(peer.sum(1, 0, 4096), checksum(&[0x3Cu8; 4096]));
+    peer.ok("dereg 1");
+    ep.rdma_write(&[src.sge(0..4096)], target, 2).unwrap();
+    assert!(
+        wait_local(&ep).result.is_err(),
+        "a deregistered key was written"
+    );
+}
+
 /// Instantiates the cross-process suite: `transport_conformance_cross_process!(name, Harness);`.
 /// The harness must give both processes the same transport for the same name (no pid in
 /// it).
@@ -494,6 +676,12 @@ macro_rules! transport_conformance_cross_process {
                 xp_bad_accesses_touch_nothing,
                 xp_close_fails_pending_both_ways,
                 xp_large_transfers,
+                xp_oversized_message_fails_the_receive,
+                xp_deregistration_while_in_flight,
+                xp_cache_callback_drops_overlapping,
+                xp_messages_sent_before_close_are_delivered,
+                xp_full_queue_is_back_pressure,
+                xp_provider_chosen_keys,
             );
         }
     };
