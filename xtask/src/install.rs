@@ -2,8 +2,9 @@
 //!
 //! - Debian packages (installed with apt-get when root, else a clear error naming them):
 //!   Debian's `rustc` 1.63 for the MSRV build, the mingw-w64 compilers (the header probe and
-//!   Windows linking), `libstd-rust-dev-windows` (the 1.63 Windows std), `g++` (libFuzzer)
-//!   and `git` (the advisory-db mirror).
+//!   Windows linking), `libstd-rust-dev-windows` (the 1.63 Windows std), `g++` (libFuzzer),
+//!   `libfabric-bin` (`fi_pingpong`, so the bench smoke test covers the libfabric
+//!   comparison) and `git` (the advisory-db mirror).
 //! - Cargo tools: `cargo-deny`, `cargo-fuzz` (`cargo install --locked`).
 //! - Rustup: `rustfmt` and `clippy` on the default toolchain (added if missing), and a
 //!   `nightly` toolchain for cargo fuzz; without one, cargo fuzz runs on the default
@@ -58,6 +59,12 @@ const APT_NEEDS: &[AptNeed] = &[
         package: "g++",
         required: true,
         present: || util::on_path("c++"),
+    },
+    AptNeed {
+        what: "fi_pingpong (libfabric's shm provider, the peer `san-spi bench loopback` compares with)",
+        package: "libfabric-bin",
+        required: false,
+        present: || util::on_path("fi_pingpong"),
     },
     AptNeed {
         what: "git (advisory-db mirror)",
