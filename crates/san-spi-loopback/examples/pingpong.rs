@@ -1,5 +1,18 @@
 //! An 8-byte send/receive ping-pong between two loopback endpoints in one process, for
-//! profiling the hot path (`perf record --call-graph dwarf`): prints the one-way p50.
+//! profiling the hot path (`perf record -e cpu-clock -g`).
+//!
+//! ```text
+//! cargo run --release -p san-spi-loopback --example pingpong -- [ITERS] [MODE]
+//! ```
+//!
+//! - no MODE: a ping-pong of two threads over one transport; prints one-way percentiles.
+//! - `split`: the same with a transport per side (own registrations), as two processes.
+//! - `solo`: both ends in one thread, no cache traffic: TSC ticks spent in each call
+//!   (send, the poll that receives, the repost, the poll that reaps the send) and the
+//!   cost of an empty poll — the software cost of a message.
+//!
+//! Environment: `RING=BYTES` sets the ring capacity; `SLOW=1` lists round trips over 2 µs
+//! with their spacing (periodic stalls show up as a fixed stride).
 
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Memory, Op, Sge, Transport,
