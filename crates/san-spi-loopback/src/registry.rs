@@ -63,6 +63,14 @@ struct Region {
 }
 
 impl Region {
+    /// A region to register: non-empty, not at address 0, not wrapping, some access.
+    fn new(addr: u64, len: u64, access: MemAccess) -> Result<Region, WsaError> {
+        if len == 0 || addr == 0 || addr.checked_add(len).is_none() || access.is_empty() {
+            return Err(WsaError::Inval);
+        }
+        Ok(Region { addr, len, access })
+    }
+
     /// `len` bytes at process address `addr` lie inside with `need`: returns `addr`.
     fn check(&self, addr: u64, len: u64, need: MemAccess) -> Option<u64> {
         let end = addr.checked_add(len)?;
@@ -129,15 +137,13 @@ impl Registry {
         len: u64,
         access: MemAccess,
     ) -> Result<MemoryHandle, WsaError> {
-        if len == 0 || addr == 0 || addr.checked_add(len).is_none() || access.is_empty() {
-            return Err(WsaError::Inval);
-        }
+        let region = Region::new(addr, len, access)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) as u64;
         let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
         loop {
             let key = (sys::random_u64() << 16) | generation;
             if key != 0 && !regions.contains_key(&key) {
-                regions.insert(key, Region { addr, len, access });
+                regions.insert(key, region);
                 return Ok(MemoryHandle::new(key).expect("key is non-zero"));
             }
         }
@@ -152,15 +158,13 @@ impl Registry {
         access: MemAccess,
         key: u64,
     ) -> Result<MemoryHandle, WsaError> {
-        if len == 0 || addr == 0 || addr.checked_add(len).is_none() || access.is_empty() {
-            return Err(WsaError::Inval);
-        }
+        let region = Region::new(addr, len, access)?;
         let handle = MemoryHandle::new(key).ok_or(WsaError::Inval)?;
         let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
         if regions.contains_key(&key) {
             return Err(WsaError::Inval);
         }
-        regions.insert(key, Region { addr, len, access });
+        regions.insert(key, region);
         Ok(handle)
     }
 

@@ -753,40 +753,26 @@ fn asymmetric_when_only_one_side_can_attach() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         child_main(&spec);
     }
-    let s = if common::is_root() {
+    // (session, our copy mode, the child's, why)
+    let (s, ours, childs, why) = if common::is_root() {
         // `nobody` may not reach the build directory: run a copy it can execute.
         let (exe, _dir) = common::world_executable_copy();
         let s = session_with(&exe, TEST, CopyMode::SingleCopy, |cmd| {
             cmd.uid(65534).gid(65534);
         });
-        assert_eq!(
-            s.ep.copy_mode(),
-            CopyMode::Bounce,
-            "the child (nobody) cannot attach to root: the parent's RDMA bounces"
-        );
-        assert_eq!(
-            s.ep.peer_copy_mode(),
-            CopyMode::SingleCopy,
-            "root attaches to the child: the child's RDMA is single copy"
-        );
-        s
+        let why = "nobody cannot attach to root; root attaches to nobody";
+        (s, CopyMode::Bounce, CopyMode::SingleCopy, why)
     } else {
         let exe = std::env::current_exe().unwrap();
         let s = session_with(&exe, TEST, CopyMode::SingleCopy, |cmd| {
             cmd.env(NONDUMPABLE_ENV, "1");
         });
-        assert_eq!(
-            s.ep.copy_mode(),
-            CopyMode::SingleCopy,
-            "the child attaches to the parent: the parent's RDMA is single copy"
-        );
-        assert_eq!(
-            s.ep.peer_copy_mode(),
-            CopyMode::Bounce,
-            "the parent cannot attach to a non-dumpable child: the child's RDMA bounces"
-        );
-        s
+        let why = "the child attaches to us; we cannot attach to a non-dumpable child";
+        (s, CopyMode::SingleCopy, CopyMode::Bounce, why)
     };
+    // A side's RDMA is single copy when the other side can attach to it.
+    assert_eq!(s.ep.copy_mode(), ours, "our RDMA: {why}");
+    assert_eq!(s.ep.peer_copy_mode(), childs, "the child's RDMA: {why}");
     rdma_round_trip(&s);
     s.finish();
 }
