@@ -208,13 +208,13 @@ struct Region {
 impl Region {
     fn new(transport: &LoopbackTransport, len: usize, access: MemAccess) -> Result<Region, String> {
         let buf = Buf::new(len);
-        // SAFETY: `buf` is owned by the returned `Region` and stays allocated (a boxed
-        // slice never moves) until the `Region` is dropped, whose `Drop` deregisters it
-        // first. Every owner of a `Region` closes the endpoints using it before dropping
-        // it (`Conn::drop`; in `peer`, the endpoint is declared after the regions), and
-        // closing joins the endpoint's progress thread, so no operation outlives the
-        // registration. Between operations only this thread touches the bytes, through
-        // atomics, after the completion of the last operation on them was polled.
+        // `buf` is owned by the returned `Region` and stays allocated (a boxed slice never
+        // moves) until the `Region` is dropped, whose `Drop` deregisters it first. Every
+        // owner of a `Region` closes the endpoints using it before dropping it (`Conn::drop`;
+        // in `peer`, the endpoint is declared after the regions), and closing joins the
+        // endpoint's progress thread. Between operations only this thread touches the
+        // bytes, through atomics, after the last operation on them completed.
+        // SAFETY: so the memory outlives the registration and every operation on it.
         let handle = unsafe { transport.register(buf.ptr(), len, access) }
             .map_err(|e| format!("registering {} KiB failed: {}", len >> 10, wsa(e)))?;
         Ok(Region {

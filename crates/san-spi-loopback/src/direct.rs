@@ -151,12 +151,11 @@ pub fn serve(
             Direction::Pull => VmDirection::FromRemote,
             Direction::Push => VmDirection::ToRemote,
         };
-        // SAFETY: `addr..addr + n` lies in a registration checked under `g`, which stays
-        // locked for the copy (deregistration waits), with the right the peer needs: WRITE
-        // when the kernel writes it (pull), READ when it only reads it (push). The remote
-        // pieces are the peer's own memory, checked by the kernel; when the peer is this
-        // process they come from an endpoint of ours that validated them against its
-        // registrations (an in-process peer shares the address space anyway).
+        // When the peer is this process, its pieces come from an endpoint of ours that
+        // validated them against its registrations (it shares the address space anyway).
+        // SAFETY: `addr..addr + n` lies in a registration checked under `g` (held, so
+        // deregistration waits) with the right the kernel needs: WRITE to pull into it, READ
+        // to push from it. The remote pieces are the peer's memory, checked by the kernel.
         let moved = unsafe {
             sys::process_vm(
                 peer.pid,

@@ -1112,10 +1112,9 @@ impl Shared {
                 if valid {
                     let mut from = 0usize;
                     for (addr, n) in pieces(&inc.recv.sges, inc.received, room) {
-                        // SAFETY: the destination lies in a registration checked with write
-                        // access through the cache of `inb`, which stays locked for the copy
-                        // (a deregistration quiesces that lock before it returns); posted by
-                        // its owner for this receive.
+                        // SAFETY: the destination lies in a write-access registration checked
+                        // through `inb`'s cache; `inb` stays locked for the copy, and a
+                        // deregistration quiesces it before returning.
                         unsafe { inb.consumer.payload_raw(h, from, addr as *mut u8, n) };
                         from += n;
                     }

@@ -93,10 +93,9 @@ pub fn raw_shm(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
                 }
                 idle.reset();
                 seen = s;
-                // SAFETY: the client wrote message `s` before publishing it (release,
-                // paired with the acquire above) and does not touch `ab_buf` again until
-                // it has seen reply `s`, which is published below, after this copy.
-                // `ba_buf` is the client's to read only after that publication too.
+                // SAFETY: message `s` was written before its release (acquired above); the
+                // client touches `ab_buf` again, and reads `ba_buf`, only after reply `s`,
+                // published below, after these copies.
                 unsafe {
                     std::ptr::copy_nonoverlapping(ab_buf.ptr(), dst.ptr(), size);
                     std::ptr::copy_nonoverlapping(dst.ptr(), ba_buf.ptr(), size);
