@@ -170,22 +170,33 @@ pub fn wait(event: RawFd, socket: RawFd, timeout_ms: i32) -> Ready {
     }
 }
 
+/// A zeroed control buffer with room for `fd_bytes` of descriptors.
+fn control_buffer(fd_bytes: usize) -> Vec<u8> {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    vec![0u8; unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize]
+}
+
+/// A message header over one `iov` and a `control` buffer. It points into both: they
+/// must stay alive, and unmoved, while it is used.
+fn message_header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data (all-zero is a valid value).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
 /// Sends `data` and the descriptors `fds` over a connected Unix stream socket.
 pub fn send_fds(socket: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let fd_bytes = std::mem::size_of_val(fds);
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
-    let mut control = vec![0u8; space];
+    let mut control = control_buffer(fd_bytes);
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    // SAFETY: msghdr is plain data; every pointer set below refers to a live local.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
+    let msg = message_header(&mut iov, &mut control);
     // SAFETY: the control buffer holds one header of CMSG_SPACE(fd_bytes) bytes.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
@@ -212,21 +223,14 @@ pub fn recv_fds(
     data: &mut [u8],
     max_fds: usize,
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let fd_bytes = max_fds * std::mem::size_of::<RawFd>();
-    // SAFETY: pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
-    let mut control = vec![0u8; space];
+    let mut control = control_buffer(max_fds * std::mem::size_of::<RawFd>());
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    // SAFETY: msghdr is plain data; pointers below refer to live locals.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
-    // SAFETY: as above; MSG_CMSG_CLOEXEC marks received descriptors close-on-exec.
+    let mut msg = message_header(&mut iov, &mut control);
+    // SAFETY: `msg` points at `iov` (over `data`) and `control`, both live and unmoved for
+    // the call; MSG_CMSG_CLOEXEC marks received descriptors close-on-exec.
     let n = unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
         return Err(io::Error::last_os_error());

@@ -23,7 +23,8 @@
 mod common;
 
 use san_spi_core::transport::{
-    block_on, Completion, Endpoint, Listener, MemAccess, Memory, RemoteTarget, Sge, Transport,
+    block_on, Completion, Endpoint, Listener, MemAccess, Memory, MemoryHandle, RemoteTarget, Sge,
+    Transport,
 };
 use san_spi_loopback::fault::{connect_raw, RawPeer, RawProbe};
 use san_spi_loopback::{CopyMode, LoopbackEndpoint, LoopbackTransport};
@@ -51,6 +52,115 @@ fn seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5EED_2026_1124)
+}
+
+/// The victim's memory: a read-only region, a writable region between two guard zones, a
+/// receive buffer and a send source, registered with its transport.
+struct Victim<'t> {
+    t: &'t LoopbackTransport,
+    ro: Box<[u8]>,
+    guarded: Box<[u8]>,
+    recv: Box<[u8]>,
+    send: Box<[u8]>,
+    /// Read-only, writable, receive, send.
+    handles: [MemoryHandle; 4],
+    /// The writable region's descriptor.
+    d_rw: [u8; 32],
+    /// The keys of the read-only and the writable region.
+    keys: [u64; 2],
+}
+
+impl<'t> Victim<'t> {
+    fn new(t: &'t LoopbackTransport) -> Victim<'t> {
+        let mut ro = vec![0x11u8; 4096].into_boxed_slice();
+        let mut guarded = vec![0x99u8; 3 * 4096].into_boxed_slice();
+        let mut recv = vec![0u8; 8192].into_boxed_slice();
+        let mut send = vec![0x42u8; 1024].into_boxed_slice();
+        // SAFETY: every box is owned by the `Victim`, which deregisters them (`deregister`)
+        // after the connections using them are closed.
+        let handles = unsafe {
+            [
+                t.register(ro.as_mut_ptr(), 4096, MemAccess::READ),
+                t.register(guarded.as_mut_ptr().add(4096), 4096, MemAccess::READ_WRITE),
+                t.register(recv.as_mut_ptr(), 8192, MemAccess::WRITE),
+                t.register(send.as_mut_ptr(), 1024, MemAccess::READ),
+            ]
+        }
+        .map(Result::unwrap);
+        let mut d_ro = [0u8; 32];
+        let mut d_rw = [0u8; 32];
+        t.export(handles[0], &mut d_ro).unwrap();
+        t.export(handles[1], &mut d_rw).unwrap();
+        let key = |d: &[u8; 32]| u64::from_le_bytes(d[8..16].try_into().unwrap());
+        Victim {
+            t,
+            keys: [key(&d_ro), key(&d_rw)],
+            ro,
+            guarded,
+            recv,
+            send,
+            handles,
+            d_rw,
+        }
+    }
+
+    /// Process addresses of the read-only and the writable region.
+    fn addrs(&self) -> [u64; 2] {
+        [self.ro.as_ptr() as u64, self.guarded.as_ptr() as u64 + 4096]
+    }
+
+    /// Posts what the victim has outstanding while garbage arrives — two receives, a send,
+    /// an RDMA read — and returns how many were accepted.
+    fn post_work(&self, ep: &LoopbackEndpoint, conn: usize) -> usize {
+        let sge = |h: MemoryHandle, p: *const u8, len: u32| Sge {
+            handle: h,
+            addr: p as u64,
+            len,
+        };
+        let [_, _, h_recv, h_send] = self.handles;
+        let target = RemoteTarget {
+            descriptor: &self.d_rw,
+            offset: 0,
+        };
+        let recv = |i: u64| {
+            ep.post_recv(
+                &[sge(h_recv, self.recv.as_ptr(), 8192)],
+                conn as u64 * 10 + i,
+            )
+        };
+        [
+            recv(0),
+            recv(1),
+            ep.post_send(&[sge(h_send, self.send.as_ptr(), 1024)], 7),
+            ep.rdma_read(&[sge(h_recv, self.recv.as_ptr(), 512)], target, 8),
+        ]
+        .iter()
+        .filter(|r| r.is_ok())
+        .count()
+    }
+
+    /// Nothing outside the writable region was written.
+    fn assert_untouched(&self) {
+        assert!(
+            self.ro.iter().all(|&b| b == 0x11),
+            "read-only region written"
+        );
+        assert!(
+            self.guarded[..4096].iter().all(|&b| b == 0x99),
+            "guard before the writable region written"
+        );
+        assert!(
+            self.guarded[8192..].iter().all(|&b| b == 0x99),
+            "guard after the writable region written"
+        );
+        assert!(self.send.iter().all(|&b| b == 0x42), "send source written");
+    }
+
+    fn deregister(self) {
+        for h in self.handles {
+            self.t.deregister(h).unwrap();
+        }
+    }
 }
 
 /// Drains completions until `expected` arrived or `deadline`; returns them.
@@ -86,34 +196,9 @@ fn hostile_run(seed: u64) {
     let addr: SocketAddr = "198.18.0.1:9100".parse().unwrap();
     let listener = block_on(t.listen(addr)).unwrap();
 
-    // Victim memory: a read-only region, a writable region between two guard zones, a
-    // receive buffer and a send source.
-    let mut ro = vec![0x11u8; 4096].into_boxed_slice();
-    let mut guarded = vec![0x99u8; 3 * 4096].into_boxed_slice();
-    let mut recv = vec![0u8; 8192].into_boxed_slice();
-    let mut send = vec![0x42u8; 1024].into_boxed_slice();
-    // SAFETY: every box outlives its registration (deregistered at the end of the test).
-    let (h_ro, h_rw, h_recv, h_send) = unsafe {
-        (
-            t.register(ro.as_mut_ptr(), 4096, MemAccess::READ).unwrap(),
-            t.register(guarded.as_mut_ptr().add(4096), 4096, MemAccess::READ_WRITE)
-                .unwrap(),
-            t.register(recv.as_mut_ptr(), 8192, MemAccess::WRITE)
-                .unwrap(),
-            t.register(send.as_mut_ptr(), 1024, MemAccess::READ)
-                .unwrap(),
-        )
-    };
-    let mut d_ro = [0u8; 32];
-    let mut d_rw = [0u8; 32];
-    t.export(h_ro, &mut d_ro).unwrap();
-    t.export(h_rw, &mut d_rw).unwrap();
-    let keys = [
-        u64::from_le_bytes(d_ro[8..16].try_into().unwrap()),
-        u64::from_le_bytes(d_rw[8..16].try_into().unwrap()),
-    ];
-
-    let victim_addrs = [ro.as_ptr() as u64, guarded.as_ptr() as u64 + 4096];
+    let victim = Victim::new(&t);
+    let keys = victim.keys;
+    let victim_addrs = victim.addrs();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let attacker = std::thread::spawn(move || {
         let mut rng = XorShift(seed | 1);
@@ -141,37 +226,11 @@ fn hostile_run(seed: u64) {
         }
     });
 
-    let sge = |h, p: *const u8, len: u32| Sge {
-        handle: h,
-        addr: p as u64,
-        len,
-    };
     for conn in 0..CONNS {
         let ep = block_on(listener.accept()).unwrap();
         assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
         // Work the victim has outstanding while the garbage arrives.
-        let mut posted = 0;
-        for i in 0..2u64 {
-            if ep
-                .post_recv(&[sge(h_recv, recv.as_ptr(), 8192)], conn as u64 * 10 + i)
-                .is_ok()
-            {
-                posted += 1;
-            }
-        }
-        if ep.post_send(&[sge(h_send, send.as_ptr(), 1024)], 7).is_ok() {
-            posted += 1;
-        }
-        let target = RemoteTarget {
-            descriptor: &d_rw,
-            offset: 0,
-        };
-        if ep
-            .rdma_read(&[sge(h_recv, recv.as_ptr(), 512)], target, 8)
-            .is_ok()
-        {
-            posted += 1;
-        }
+        let posted = victim.post_work(&ep, conn);
         done_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("attacker finished the connection");
@@ -185,19 +244,8 @@ fn hostile_run(seed: u64) {
         );
     }
     attacker.join().expect("attacker thread");
-    assert!(ro.iter().all(|&b| b == 0x11), "read-only region written");
-    assert!(
-        guarded[..4096].iter().all(|&b| b == 0x99),
-        "guard before the writable region written"
-    );
-    assert!(
-        guarded[8192..].iter().all(|&b| b == 0x99),
-        "guard after the writable region written"
-    );
-    assert!(send.iter().all(|&b| b == 0x42), "send source written");
-    for h in [h_ro, h_rw, h_recv, h_send] {
-        t.deregister(h).unwrap();
-    }
+    victim.assert_untouched();
+    victim.deregister();
 }
 
 /// How an attack round is chosen, in parts per thousand.
@@ -434,34 +482,10 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
     let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
     let addr: SocketAddr = "198.18.0.1:9101".parse().unwrap();
     let listener = block_on(t.listen(addr)).unwrap();
-    let mut ro = vec![0x11u8; 4096].into_boxed_slice();
-    let mut guarded = vec![0x99u8; 3 * 4096].into_boxed_slice();
-    let mut recv = vec![0u8; 8192].into_boxed_slice();
-    let mut send = vec![0x42u8; 1024].into_boxed_slice();
-    // SAFETY: every box outlives its registration (deregistered at the end of the test).
-    let (h_ro, h_rw, h_recv, h_send) = unsafe {
-        (
-            t.register(ro.as_mut_ptr(), 4096, MemAccess::READ).unwrap(),
-            t.register(guarded.as_mut_ptr().add(4096), 4096, MemAccess::READ_WRITE)
-                .unwrap(),
-            t.register(recv.as_mut_ptr(), 8192, MemAccess::WRITE)
-                .unwrap(),
-            t.register(send.as_mut_ptr(), 1024, MemAccess::READ)
-                .unwrap(),
-        )
-    };
-    let mut d_ro = [0u8; 32];
-    let mut d_rw = [0u8; 32];
-    t.export(h_ro, &mut d_ro).unwrap();
-    t.export(h_rw, &mut d_rw).unwrap();
-    let key = |d: &[u8; 32]| u64::from_le_bytes(d[8..16].try_into().unwrap());
-    let spec = format!(
-        "{ns} {addr} {seed} {} {} {} {}",
-        key(&d_ro),
-        key(&d_rw),
-        ro.as_ptr() as u64,
-        guarded.as_ptr() as u64 + 4096
-    );
+    let victim = Victim::new(&t);
+    let [k_ro, k_rw] = victim.keys;
+    let [a_ro, a_rw] = victim.addrs();
+    let spec = format!("{ns} {addr} {seed} {k_ro} {k_rw} {a_ro} {a_rw}");
     let test = "hostile_peer_in_another_process_gets_single_copy_and_only_errors";
     let mut child = common::spawn_self(test, HOSTILE_CHILD_ENV, &spec, |_| {});
     // Accept on a thread, so that a dead child fails the test instead of hanging it.
@@ -473,11 +497,6 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
             }
         }
     });
-    let sge = |h, p: *const u8, len: u32| Sge {
-        handle: h,
-        addr: p as u64,
-        len,
-    };
     let mut single_copy = 0;
     for conn in 0..HOSTILE_CONNS {
         let ep = loop {
@@ -499,29 +518,9 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
         } else if ep.peer_copy_mode() == CopyMode::SingleCopy {
             single_copy += 1;
         }
-        let mut posted = 0;
-        for i in 0..2u64 {
-            if ep
-                .post_recv(&[sge(h_recv, recv.as_ptr(), 8192)], conn as u64 * 10 + i)
-                .is_ok()
-            {
-                posted += 1;
-            }
-        }
-        if ep.post_send(&[sge(h_send, send.as_ptr(), 1024)], 7).is_ok() {
-            posted += 1;
-        }
-        let target = RemoteTarget {
-            descriptor: &d_rw,
-            offset: 0,
-        };
-        // Single copy towards the attacker when it claims to serve it: never answered.
-        if ep
-            .rdma_read(&[sge(h_recv, recv.as_ptr(), 512)], target, 8)
-            .is_ok()
-        {
-            posted += 1;
-        }
+        // Its RDMA read goes single copy towards the attacker when it claims to serve it:
+        // never answered.
+        let posted = victim.post_work(&ep, conn);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ep.is_closed() {
             assert!(
@@ -539,16 +538,7 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
         ep.close();
     }
     let status = child.wait_exit(Duration::from_secs(30));
-    assert!(ro.iter().all(|&b| b == 0x11), "read-only region written");
-    assert!(
-        guarded[..4096].iter().all(|&b| b == 0x99),
-        "guard before the writable region written"
-    );
-    assert!(
-        guarded[8192..].iter().all(|&b| b == 0x99),
-        "guard after the writable region written"
-    );
-    assert!(send.iter().all(|&b| b == 0x42), "send source written");
+    victim.assert_untouched();
     if common::ptrace_unrestricted() || single_copy > 0 {
         assert_eq!(single_copy, HOSTILE_CONNS - HOSTILE_CONNS / 5);
         assert!(
@@ -558,9 +548,7 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
     } else {
         eprintln!("cross-memory attach to the child is not permitted here: single copy untested");
     }
-    for h in [h_ro, h_rw, h_recv, h_send] {
-        t.deregister(h).unwrap();
-    }
+    victim.deregister();
 }
 
 const CHILD_ENV: &str = "SAN_SPI_LOOPBACK_KILL_CHILD";
