@@ -1696,9 +1696,16 @@ impl LoopbackEndpoint {
         };
         let (pending, job) = build(&start);
         self.shared.add_pending(start.op, pending)?;
-        self.shared.submit(job, false).inspect_err(|_| {
-            lock(&self.shared.pending).remove(&start.op);
-        })
+        match self.shared.submit(job, false) {
+            Ok(()) => Ok(()),
+            // Whoever takes the pending entry owns the completion: if the connection failed
+            // in between, `fail_all` took it and completed the operation with an error, so
+            // the post stands (one completion, no error returned as well).
+            Err(e) => match lock(&self.shared.pending).remove(&start.op) {
+                Some(_) => Err(e),
+                None => Ok(()),
+            },
+        }
     }
 }
 

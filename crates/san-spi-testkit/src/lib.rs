@@ -683,6 +683,100 @@ pub fn close_aborts_pending_exactly_once<H: Harness>() {
     drop(c);
 }
 
+/// Posts racing a close — ours from another thread, or the peer's — complete exactly once:
+/// every post that was accepted completes once, and a post that was refused never
+/// completes. Sends, receives, RDMA writes and reads, over many rounds with the close
+/// landing at different moments.
+pub fn posts_racing_a_close_complete_exactly_once<H: Harness>() {
+    for round in 0..64u64 {
+        let (t, c, s) = pair::<H>("posts_racing_a_close_complete_exactly_once");
+        let region = Buf::new(&t, 4096, 0, MemAccess::READ_WRITE);
+        let d = region.descriptor();
+        let local = Buf::new(&t, 4096, 1, MemAccess::READ_WRITE);
+        let target = RemoteTarget {
+            descriptor: &d,
+            offset: 0,
+        };
+        let close_ours = round % 2 == 0;
+        let go = std::sync::Barrier::new(2);
+        let (accepted, seen) = std::thread::scope(|scope| {
+            let closer = scope.spawn(|| {
+                go.wait();
+                // Land the close at a different moment each round.
+                let until = Instant::now() + Duration::from_micros(round % 16 * 25);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                if close_ours {
+                    c.close();
+                } else {
+                    s.close();
+                }
+            });
+            let mut accepted = std::collections::HashSet::new();
+            let mut seen = Vec::new();
+            let mut cs = [Completion::default(); 32];
+            go.wait();
+            let deadline = Instant::now() + TIMEOUT;
+            for token in 0..20_000u64 {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: posting never ended"
+                );
+                let r = match token % 4 {
+                    0 => c.post_send(&[local.sge(0..64)], token),
+                    1 => c.post_recv(&[local.sge(64..128)], token),
+                    2 => c.rdma_write(&[local.sge(128..192)], target, token),
+                    _ => c.rdma_read(&[local.sge(192..256)], target, token),
+                };
+                match r {
+                    Ok(()) => {
+                        accepted.insert(token);
+                    }
+                    Err(PostError::QueueFull) => {}
+                    Err(PostError::Closed) => break,
+                    Err(e) => panic!("round {round}: post {token}: {e}"),
+                }
+                let n = c.poll(&mut cs);
+                seen.extend(cs[..n].iter().map(|x| x.token));
+            }
+            closer.join().expect("closer");
+            // Whatever was accepted completes, promptly, once.
+            let deadline = Instant::now() + TIMEOUT;
+            while seen.len() < accepted.len() && Instant::now() < deadline {
+                let n = c.poll(&mut cs);
+                seen.extend(cs[..n].iter().map(|x| x.token));
+                if n == 0 {
+                    c.wait(Duration::from_millis(5));
+                }
+            }
+            assert_quiet(&c, Duration::from_millis(5));
+            (accepted, seen)
+        });
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "round {round}: a completion came twice"
+        );
+        for tok in &seen {
+            assert!(
+                accepted.contains(tok),
+                "round {round}: refused post {tok} completed"
+            );
+        }
+        assert_eq!(
+            seen.len(),
+            accepted.len(),
+            "round {round}: accepted posts never completed"
+        );
+        c.close();
+        s.close();
+    }
+}
+
 /// The peer closing (or going away) fails pending operations promptly: errors, not hangs.
 pub fn peer_close_fails_pending<H: Harness>() {
     let (t, c, s) = pair::<H>("peer_close_fails_pending");
@@ -907,6 +1001,7 @@ macro_rules! transport_conformance {
                 deregistration_while_in_flight,
                 cache_callback_drops_every_overlapping,
                 close_aborts_pending_exactly_once,
+                posts_racing_a_close_complete_exactly_once,
                 peer_close_fails_pending,
                 messages_sent_before_close_are_delivered,
                 large_transfers_verify_by_checksum,
