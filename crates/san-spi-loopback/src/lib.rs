@@ -24,7 +24,7 @@
 //!   [`LoopbackTransport::with_copy_mode`] asks for it — RDMA bounces through the ring,
 //!   the owner again copying after validation. The mode is settled at connect, per
 //!   direction, and reported by [`LoopbackEndpoint::copy_mode`].
-//! - **Handshake** (over the Unix socket; version 2): the connector sends
+//! - **Handshake** (over the Unix socket; version 3: sealed records): the connector sends
 //!   `magic u32 | version u32 | ring capacity u64 | flags u32 | 0 u32 | probe address u64 |
 //!   probe bytes [16]` with the memfd and the two eventfds; the acceptor answers
 //!   `magic | version | flags u32 | 0 u32 | probe address | probe bytes`, the connector
@@ -83,7 +83,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const HELLO_MAGIC: u32 = 0x5341_4E4C; // "LNAS"
-const HELLO_VERSION: u32 = 2;
+const HELLO_VERSION: u32 = 3;
 const HELLO_LEN: usize = 48;
 const REPLY_LEN: usize = 40;
 const FINAL_LEN: usize = 8;

@@ -3,22 +3,30 @@
 //!
 //! ```text
 //! offset   0  head      AtomicU64  consumer's position (bytes, ever increasing)
-//! offset  64  tail      AtomicU64  producer's position
+//! offset  64  tail      AtomicU64  producer's position (where a producer resumes; the
+//!                                   consumer never reads it)
 //! offset 128  sleeping  AtomicU32  consumer is (about to be) parked on its eventfd
-//! offset 192  data[capacity]       records, each a multiple of 32 bytes, never wrapping
+//! offset 192  data[capacity]       records, each a multiple of 64 bytes, never wrapping
 //! ```
 //!
-//! A record is a 32-byte header (`kind u16, flags u16, len u32, token u64, a u64, b u64`,
-//! little-endian) and `len` payload bytes, padded to 32. A record that would cross the
-//! end of the data area is preceded by a `PAD` record filling the rest.
+//! A record is a *seal* (`u64`), a 32-byte header (`kind u16, flags u16, len u32, token
+//! u64, a u64, b u64`, little-endian) and `len` payload bytes, padded to 64. A record that
+//! would cross the end of the data area is preceded by a `PAD` record filling the rest.
+//!
+//! The seal says a record is there: the producer writes header and payload, then stores
+//! the seal of the record's position (a bijective scramble of it, see [`seal`]) with
+//! release. The consumer polls the seal at its own position, not a shared tail: the record
+//! and the news that it arrived travel in the same cache line (one transfer for a small
+//! message instead of two in a row). What a previous lap left at that offset carries the
+//! seal of another position, and zeroed memory none.
 //!
 //! The peer is untrusted: every value read from shared memory — head, tail, header — is
 //! copied once into private memory and validated before use; a violation is
 //! [`Corrupt`], never a panic, an out-of-bounds access or a hang. Payload bytes are
 //! copied out with the bounds of the validated header copy, so a peer rewriting a record
 //! while it is read can only garble bytes it owns. Positions that start off the record grid
-//! are corruption on first use. Head and tail are published with release and read with
-//! acquire; the sleep flag pairs with the tail through SeqCst fences on both sides (see
+//! are corruption on first use. Seals and the head are published with release and read
+//! with acquire; the sleep flag pairs with the seal through SeqCst fences on both sides (see
 //! `Producer::consumer_sleeping`). The producer re-reads the head only when its cached copy
 //! shows no room.
 //!
@@ -33,10 +41,13 @@ use std::sync::Arc;
 
 /// Bytes before the data area.
 pub const RING_HEADER: usize = 192;
-/// Record header length.
-pub const RECORD_HEADER: usize = 32;
-/// Alignment and granularity of records.
-pub const RECORD_ALIGN: usize = 32;
+/// Bytes before a record's payload: the seal and the header.
+pub const RECORD_HEADER: usize = 8 + HEADER_BYTES;
+/// The header proper.
+const HEADER_BYTES: usize = 32;
+/// Alignment and granularity of records: a cache line, so a record with up to 24 payload
+/// bytes is one line.
+pub const RECORD_ALIGN: usize = 64;
 
 const HEAD: usize = 0;
 const TAIL: usize = 64;
@@ -63,8 +74,8 @@ pub struct Header {
 }
 
 impl Header {
-    fn to_bytes(self) -> [u8; RECORD_HEADER] {
-        let mut b = [0u8; RECORD_HEADER];
+    fn to_bytes(self) -> [u8; HEADER_BYTES] {
+        let mut b = [0u8; HEADER_BYTES];
         b[0..2].copy_from_slice(&self.kind.to_le_bytes());
         b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -74,7 +85,7 @@ impl Header {
         b
     }
 
-    fn from_bytes(b: &[u8; RECORD_HEADER]) -> Header {
+    fn from_bytes(b: &[u8; HEADER_BYTES]) -> Header {
         let u64_at = |i: usize| {
             let mut v = [0u8; 8];
             v.copy_from_slice(&b[i..i + 8]);
@@ -89,6 +100,12 @@ impl Header {
             b: u64_at(24),
         }
     }
+}
+
+/// The seal of the record at (ever increasing) position `pos`: a bijection, so no two
+/// positions share one, and far from the small numbers and zeros old payload is full of.
+pub fn seal(pos: u64) -> u64 {
+    pos.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5A4E_5344_5345_414C
 }
 
 /// Bytes a record with `len` payload bytes takes.
@@ -144,6 +161,21 @@ impl Ring {
         unsafe { &*(self.map.ptr().add(self.base + SLEEPING) as *const AtomicU32) }
     }
 
+    /// The seal word of the record at data offset `pos` (a multiple of `RECORD_ALIGN`).
+    fn seal_at(&self, pos: usize) -> &AtomicU64 {
+        assert!(pos + 8 <= self.capacity && pos.is_multiple_of(8));
+        // SAFETY: inside the data area (asserted), 8-aligned (the data area starts 64-aligned
+        // and `pos` is a multiple of 8), and the mapping lives as long as `self`.
+        unsafe { &*(self.data().add(pos) as *const AtomicU64) }
+    }
+
+    /// Whether the record at ever-increasing position `at` is sealed (has arrived). A
+    /// position off the record grid (a peer set it) never is.
+    fn sealed(&self, at: u64) -> bool {
+        let pos = (at % self.capacity as u64) as usize;
+        pos.is_multiple_of(RECORD_ALIGN) && self.seal_at(pos).load(Ordering::Acquire) == seal(at)
+    }
+
     fn data(&self) -> *mut u8 {
         // SAFETY: inside the mapping (checked in `new`).
         unsafe { self.map.ptr().add(self.base + RING_HEADER) }
@@ -191,17 +223,17 @@ pub struct Consumer {
     off_grid: bool,
 }
 
-/// A lock-free look at the producer's tail, for a poller that wants to know whether taking
+/// A lock-free look at the next record's seal, for a poller that wants to know whether taking
 /// the consumer (and its lock) is worth it.
 pub struct Watch {
     ring: Ring,
 }
 
 impl Watch {
-    /// Whether the tail differs from `head` (the consumer's position, as it last published
+    /// Whether a record is sealed at `head` (the consumer's position, as it last published
     /// it to the poller). Only a hint: the consumer checks everything again.
     pub fn moved(&self, head: u64) -> bool {
-        self.ring.atomic_u64(TAIL).load(Ordering::Acquire) != head
+        self.ring.sealed(head)
     }
 }
 
@@ -284,11 +316,14 @@ impl Producer {
                 len: (pad - RECORD_HEADER) as u32,
                 ..Header::default()
             };
-            self.ring.write(pos, &h.to_bytes());
+            self.ring.write(pos + 8, &h.to_bytes());
+            self.ring
+                .seal_at(pos)
+                .store(seal(self.tail), Ordering::Release);
             self.tail += pad as u64;
         }
         let pos = (self.tail % cap) as usize;
-        self.ring.write(pos, &header.to_bytes());
+        self.ring.write(pos + 8, &header.to_bytes());
         let mut at = pos + RECORD_HEADER;
         for &(ptr, n) in parts {
             assert!(at + n <= self.ring.capacity);
@@ -297,11 +332,15 @@ impl Producer {
             unsafe { std::ptr::copy_nonoverlapping(ptr, self.ring.data().add(at), n) };
             at += n;
         }
+        // The seal last, with release: the consumer that sees it sees the record. A plain
+        // store (not a locked one, which would wait for the earlier lines first); the order
+        // the sleep handshake needs comes from the fence in `consumer_sleeping`, after this.
+        self.ring
+            .seal_at(pos)
+            .store(seal(self.tail), Ordering::Release);
         self.tail += total as u64;
-        // A plain release store, not a locked one: a locked store waits for the record's
-        // cache lines before it even asks for the tail's, two transfers in a row on the way
-        // to the consumer; a plain store lets both requests fly at once. The ordering the
-        // sleep handshake needs comes from the fence in `consumer_sleeping`, after this.
+        // Where a producer attaching later resumes. Nobody polls this line, so it stays in
+        // our cache: the store costs no transfer.
         self.ring
             .atomic_u64(TAIL)
             .store(self.tail, Ordering::Release);
@@ -309,9 +348,9 @@ impl Producer {
     }
 
     /// Whether the consumer announced it is parking (then the producer signals its
-    /// eventfd). Call after pushing. The SeqCst fence orders our tail store before the flag
-    /// load, as `prepare_sleep`'s orders its flag store before its tail load (Dekker):
-    /// either the consumer sees the new tail or we see it parking, never neither.
+    /// eventfd). Call after pushing. The SeqCst fence orders our seal store before the flag
+    /// load, as `prepare_sleep`'s orders its flag store before its seal load (Dekker):
+    /// either the consumer sees the new record or we see it parking, never neither.
     pub fn consumer_sleeping(&self) -> bool {
         std::sync::atomic::fence(Ordering::SeqCst);
         self.ring.sleeping().load(Ordering::Relaxed) != 0
@@ -353,32 +392,24 @@ impl Consumer {
         }
         let cap = self.ring.capacity as u64;
         for _ in 0..2 {
-            let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
-            let avail = tail.wrapping_sub(self.head);
-            if avail == 0 {
+            if !self.ring.sealed(self.head) {
                 return Ok(None);
-            }
-            if avail > cap {
-                return Err(Corrupt("tail is behind head or more than a ring ahead"));
-            }
-            if avail < RECORD_HEADER as u64 || !avail.is_multiple_of(RECORD_ALIGN as u64) {
-                return Err(Corrupt("tail does not end on a whole record"));
             }
             let pos = (self.head % cap) as usize;
             let contiguous = self.ring.capacity - pos;
-            let mut raw = [0u8; RECORD_HEADER];
-            self.ring.read(pos, &mut raw);
+            let mut raw = [0u8; HEADER_BYTES];
+            self.ring.read(pos + 8, &mut raw);
             let h = Header::from_bytes(&raw);
             if h.kind == KIND_PAD {
-                if contiguous as u64 > avail {
-                    return Err(Corrupt("padding runs past the tail"));
+                if pos == 0 {
+                    return Err(Corrupt("padding at the start of the data area"));
                 }
                 self.advance(contiguous);
                 continue;
             }
             let total = record_len(h.len as usize);
-            if total > contiguous || total as u64 > avail || total > self.ring.capacity / 2 {
-                return Err(Corrupt("record length runs past the tail or the ring end"));
+            if total > contiguous || total > self.ring.capacity / 2 {
+                return Err(Corrupt("record length runs past the ring end"));
             }
             return Ok(Some(h));
         }
@@ -434,8 +465,7 @@ impl Consumer {
     pub fn prepare_sleep(&self, head_blocked: bool) -> bool {
         self.ring.sleeping().store(1, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::SeqCst);
-        let tail = self.ring.atomic_u64(TAIL).load(Ordering::Acquire);
-        if tail != self.head && !head_blocked {
+        if self.ring.sealed(self.head) && !head_blocked {
             self.ring.sleeping().store(0, Ordering::Relaxed);
             return false;
         }
@@ -528,7 +558,7 @@ mod tests {
     }
 
     #[test]
-    fn scribbled_positions_are_corrupt_not_panics() {
+    fn scribbled_records_are_corrupt_or_unseen_not_panics() {
         let (mut p, mut c) = ring(1024);
         p.push(
             Header {
@@ -540,17 +570,33 @@ mod tests {
         .unwrap()
         .unwrap();
         let (map, base, _) = c.raw_parts();
-        let tail = Ring::new(map.clone(), base, 1024).unwrap();
-        tail.atomic_u64(TAIL).store(5000, Ordering::Release);
+        let r = Ring::new(map.clone(), base, 1024).unwrap();
+        // A sealed record with an impossible length is corruption.
+        let len_at = 8 + 4;
+        r.write(len_at, &u32::MAX.to_le_bytes());
         assert!(c.peek().is_err());
-        tail.atomic_u64(TAIL).store(40, Ordering::Release);
-        assert!(c.peek().is_err());
-        tail.atomic_u64(TAIL).store(32, Ordering::Release);
-        tail.write(4, &u32::MAX.to_le_bytes()); // len
+        r.write(len_at, &3u32.to_le_bytes());
+        assert!(matches!(c.peek(), Ok(Some(h)) if h.len == 3));
+        // A record whose seal belongs to another position has not arrived; neither has
+        // one in zeroed memory.
+        r.seal_at(0).store(seal(1024), Ordering::Release);
+        assert_eq!(c.peek(), Ok(None));
+        r.seal_at(0).store(0, Ordering::Release);
+        assert_eq!(c.peek(), Ok(None));
+        // The shared tail means nothing to the consumer.
+        r.atomic_u64(TAIL).store(5000, Ordering::Release);
+        assert_eq!(c.peek(), Ok(None));
+        // Padding at the start of the data area (it would skip a whole lap) is corruption.
+        let pad = Header {
+            kind: KIND_PAD,
+            ..Header::default()
+        };
+        r.write(8, &pad.to_bytes());
+        r.seal_at(0).store(seal(0), Ordering::Release);
         assert!(c.peek().is_err());
         // An impossible head is found out as soon as the producer needs to read it: when
         // its cached view of the head shows no room.
-        tail.atomic_u64(HEAD).store(99_999, Ordering::Release);
+        r.atomic_u64(HEAD).store(99_999, Ordering::Release);
         let mut pushed = 0;
         let outcome = loop {
             match p.push(Header::default(), &[&[0u8; 200]]) {
