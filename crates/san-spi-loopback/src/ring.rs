@@ -41,8 +41,10 @@ use std::sync::Arc;
 
 /// Bytes before the data area.
 pub const RING_HEADER: usize = 192;
-/// Bytes before a record's payload: the seal and the header.
+/// The seal and the header: the least a record takes before its payload.
 pub const RECORD_HEADER: usize = 8 + HEADER_BYTES;
+/// Payloads up to this many bytes follow the header in the same cache line.
+const INLINE_PAYLOAD: usize = RECORD_ALIGN - RECORD_HEADER;
 /// The header proper.
 const HEADER_BYTES: usize = 32;
 /// Alignment and granularity of records: a cache line, so a record with up to 24 payload
@@ -108,9 +110,20 @@ pub fn seal(pos: u64) -> u64 {
     pos.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5A4E_5344_5345_414C
 }
 
+/// Where the payload of `len` bytes starts in its record: right after the header when it
+/// fits the header's cache line (a small message is one line), on the next line otherwise
+/// (bulk copies into and out of the ring stay line-aligned).
+pub fn payload_offset(len: usize) -> usize {
+    if len <= INLINE_PAYLOAD {
+        RECORD_HEADER
+    } else {
+        RECORD_ALIGN
+    }
+}
+
 /// Bytes a record with `len` payload bytes takes.
 pub fn record_len(len: usize) -> usize {
-    (RECORD_HEADER + len).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
+    (payload_offset(len) + len).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
 }
 
 /// The peer broke the ring protocol.
@@ -261,7 +274,7 @@ impl Producer {
 
     /// Largest payload one record may carry.
     pub fn max_payload(&self) -> usize {
-        self.ring.capacity / 4 - RECORD_HEADER
+        self.ring.capacity / 4 - RECORD_ALIGN
     }
 
     /// Appends one record whose payload is the concatenation of `parts`, or reports
@@ -324,7 +337,7 @@ impl Producer {
         }
         let pos = (self.tail % cap) as usize;
         self.ring.write(pos + 8, &header.to_bytes());
-        let mut at = pos + RECORD_HEADER;
+        let mut at = pos + payload_offset(len);
         for &(ptr, n) in parts {
             assert!(at + n <= self.ring.capacity);
             // SAFETY: the caller guarantees `ptr..ptr + n` is readable; the destination is
@@ -425,7 +438,8 @@ impl Consumer {
     pub fn payload(&self, header: &Header, from: usize, dst: &mut [u8]) {
         assert!(from + dst.len() <= header.len as usize);
         let pos = (self.head % self.ring.capacity as u64) as usize;
-        self.ring.read(pos + RECORD_HEADER + from, dst);
+        self.ring
+            .read(pos + payload_offset(header.len as usize) + from, dst);
     }
 
     /// Copies payload bytes `from..from + len` of the record `header` to `dst`.
@@ -439,7 +453,9 @@ impl Consumer {
     /// If the range is outside the record's payload (a caller bug, not peer input).
     pub unsafe fn payload_raw(&self, header: &Header, from: usize, dst: *mut u8, len: usize) {
         assert!(from + len <= header.len as usize);
-        let pos = (self.head % self.ring.capacity as u64) as usize + RECORD_HEADER + from;
+        let pos = (self.head % self.ring.capacity as u64) as usize
+            + payload_offset(header.len as usize)
+            + from;
         assert!(pos + len <= self.ring.capacity);
         // SAFETY: source inside the data area (asserted); destination by the caller's promise.
         unsafe { std::ptr::copy_nonoverlapping(self.ring.data().add(pos), dst, len) }
@@ -508,7 +524,7 @@ mod tests {
         let (mut p, mut c) = ring(1024);
         let mut next_expected = 0u64;
         for i in 0..500u64 {
-            let payload = vec![i as u8; (i as usize * 7) % 200];
+            let payload = vec![i as u8; (i as usize * 7) % 190];
             loop {
                 match p
                     .push(
@@ -599,7 +615,7 @@ mod tests {
         r.atomic_u64(HEAD).store(99_999, Ordering::Release);
         let mut pushed = 0;
         let outcome = loop {
-            match p.push(Header::default(), &[&[0u8; 200]]) {
+            match p.push(Header::default(), &[&[0u8; 150]]) {
                 Ok(Ok(())) => pushed += 1,
                 other => break other,
             }
