@@ -258,10 +258,9 @@ impl Watch {
 /// As for [`std::ptr::copy_nonoverlapping`].
 #[inline]
 unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
-    // SAFETY (all three arms): the caller's promise covers `src..src + n` and
-    // `dst..dst + n`; each access below stays inside them (the two halves overlap when `n`
-    // is not twice the word size), and unaligned reads and writes of plain integers need
-    // no alignment.
+    // Each arm's accesses stay inside `src..src + n` and `dst..dst + n` (the two halves
+    // overlap when `n` is not twice the word size); unaligned integer moves need no alignment.
+    // SAFETY: the caller's promise covers both ranges, so every access below is valid.
     unsafe {
         if (8..=16).contains(&n) {
             let a = std::ptr::read_unaligned(src as *const u64);
