@@ -42,14 +42,16 @@ fn main() {
     let tc = if split { &t2 } else { &t };
     let c = block_on(tc.connect(addr)).unwrap();
     let s = s.join().unwrap();
-    let mut mem = vec![0u8; 64].into_boxed_slice();
+    // Four 8-byte buffers (client send 0, client receive 16, server receive 32, server send
+    // 40), each on a cache line of its own: the two threads share no line through them.
+    let mut mem = vec![0u8; 1024].into_boxed_slice();
     // SAFETY: `mem` outlives the registration and every operation below.
-    let h = unsafe { t.register(mem.as_mut_ptr(), 64, MemAccess::READ_WRITE) }.unwrap();
+    let h = unsafe { t.register(mem.as_mut_ptr(), 1024, MemAccess::READ_WRITE) }.unwrap();
     // SAFETY: as above.
-    let hc = unsafe { tc.register(mem.as_mut_ptr(), 64, MemAccess::READ_WRITE) }.unwrap();
+    let hc = unsafe { tc.register(mem.as_mut_ptr(), 1024, MemAccess::READ_WRITE) }.unwrap();
     let sge = |off: u64| Sge {
         handle: if off < 32 { hc } else { h },
-        addr: mem.as_ptr() as u64 + off,
+        addr: mem.as_ptr() as u64 + off * 16,
         len: 8,
     };
     for i in 0..4 {
