@@ -34,10 +34,7 @@ pub fn unix_socket(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
     let r = (|| -> std::io::Result<()> {
         loop {
             let measuring = rounds >= plan.lat_warmup as u64;
-            if measuring
-                && (rtts.len() >= plan.lat_max_iters
-                    || (rtts.len() >= plan.lat_min_iters && started.elapsed() >= plan.lat_budget))
-            {
+            if plan.latency_done(rounds, rtts.len(), started) {
                 return Ok(());
             }
             let t0 = Instant::now();
@@ -112,10 +109,7 @@ pub fn raw_shm(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
         let mut i = 0u64;
         loop {
             let measuring = i >= plan.lat_warmup as u64;
-            if measuring
-                && (rtts.len() >= plan.lat_max_iters
-                    || (rtts.len() >= plan.lat_min_iters && started.elapsed() >= plan.lat_budget))
-            {
+            if plan.latency_done(i, rtts.len(), started) {
                 break;
             }
             i += 1;

@@ -191,6 +191,17 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Whether a ping-pong is done: past the warm-up (`round` is the round trip about to
+    /// start, counted from 0), with `measured` round trips kept since `started`, it has its
+    /// maximum, or its minimum and its time.
+    pub fn latency_done(&self, round: u64, measured: usize, started: Instant) -> bool {
+        round >= self.lat_warmup as u64
+            && (measured >= self.lat_max_iters
+                || (measured >= self.lat_min_iters && started.elapsed() >= self.lat_budget))
+    }
+}
+
 /// Round-trip times of a ping-pong, ns.
 pub type RoundTrips = Vec<u64>;
 

@@ -188,10 +188,7 @@ fn client_pingpong(
     let mut i = 0u64;
     loop {
         let measuring = i >= plan.lat_warmup as u64;
-        if measuring
-            && (rtts.len() >= plan.lat_max_iters
-                || (rtts.len() >= plan.lat_min_iters && started.elapsed() >= plan.lat_budget))
-        {
+        if plan.latency_done(i, rtts.len(), started) {
             return Ok(rtts);
         }
         let t0 = Instant::now();
@@ -235,6 +232,41 @@ fn client_pingpong(
         }
         i += 1;
     }
+}
+
+/// One poll of a bandwidth client: how many operations of `op` completed, each with `size`
+/// bytes (any other completion is an error). Spins once when there are none, failing after
+/// [`STALL`] without progress, or as soon as `peer_failed` is set; `last` is when the last
+/// completion came.
+fn reap(
+    ep: &LoopbackEndpoint,
+    comps: &mut [Completion],
+    op: Op,
+    size: usize,
+    idle: &mut Idle,
+    last: &mut Instant,
+    peer_failed: Option<&AtomicBool>,
+) -> Result<u64, String> {
+    let n = ep.poll(comps);
+    if n == 0 {
+        if peer_failed.is_some_and(|f| f.load(Ordering::Acquire)) {
+            return Err("the server side stopped".into());
+        }
+        if last.elapsed() > STALL {
+            return Err(format!("no {op:?} completion within {STALL:?}"));
+        }
+        idle.spin();
+        return Ok(0);
+    }
+    idle.reset();
+    for c in &comps[..n] {
+        match (c.op, c.result) {
+            (o, Ok(b)) if o == op && b as usize == size => {}
+            _ => return Err(failed(c)),
+        }
+    }
+    *last = Instant::now();
+    Ok(n as u64)
 }
 
 /// Operations kept in flight for a bandwidth measurement of `size`-byte transfers.
@@ -311,22 +343,15 @@ fn rdma_write_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String>
                     elapsed: last - start,
                 });
             }
-            let n = p.client.poll(&mut comps);
-            if n == 0 {
-                if last.elapsed() > STALL {
-                    return Err(format!("no RDMA write completion within {STALL:?}"));
-                }
-                idle.spin();
-                continue;
-            }
-            idle.reset();
-            for c in &comps[..n] {
-                match (c.op, c.result) {
-                    (Op::RdmaWrite, Ok(b)) if b as usize == size => done += 1,
-                    _ => return Err(failed(c)),
-                }
-            }
-            last = Instant::now();
+            done += reap(
+                &p.client,
+                &mut comps,
+                Op::RdmaWrite,
+                size,
+                &mut idle,
+                &mut last,
+                None,
+            )?;
         }
     };
     run(1, Duration::ZERO)?;
@@ -428,25 +453,16 @@ fn send_recv_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String> 
                 if time_up && done == posted {
                     return Ok(posted);
                 }
-                let n = p.client.poll(&mut comps);
-                if n == 0 {
-                    if failed_flag.load(Ordering::Acquire) {
-                        return Err("the server side stopped".into());
-                    }
-                    if last.elapsed() > STALL {
-                        return Err(format!("no send completion within {STALL:?}"));
-                    }
-                    idle.spin();
-                    continue;
-                }
-                idle.reset();
-                for c in &comps[..n] {
-                    match (c.op, c.result) {
-                        (Op::Send, Ok(b)) if b as usize == size => done += 1,
-                        _ => return Err(failed(c)),
-                    }
-                }
-                last = Instant::now();
+                let server_failed = Some(&failed_flag);
+                done += reap(
+                    &p.client,
+                    &mut comps,
+                    Op::Send,
+                    size,
+                    &mut idle,
+                    &mut last,
+                    server_failed,
+                )?;
             }
         })();
         if client.is_err() {
