@@ -1063,16 +1063,9 @@ impl Shared {
             if inb.incoming.is_some() {
                 return Err(Corrupt("a message started inside another"));
             }
-            if inb.recvs.is_empty() {
-                // Take over everything posted so far (the emptied queue keeps its room).
-                std::mem::swap(&mut lock(&self.recvs).queue, &mut inb.recvs);
-            }
-            let recv = match inb.recvs.pop_front() {
-                Some(r) => r,
-                None => return Ok(false), // waits for a receive: nothing is dropped
+            let Some(recv) = self.take_recv(inb) else {
+                return Ok(false); // waits for a receive: nothing is dropped
             };
-            inb.taken += 1;
-            self.recvs_taken.store(inb.taken, Ordering::Release);
             let capacity = total_len(&recv.sges).unwrap_or(0);
             inb.incoming = Some(Incoming {
                 recv,
@@ -1092,35 +1085,9 @@ impl Shared {
             if inc.received + len > inc.total {
                 return Err(Corrupt("message longer than announced"));
             }
-            let room = inc.capacity.saturating_sub(inc.received).min(len);
-            if room < len {
-                inc.error = Some(WsaError::MsgSize);
-            }
-            if room > 0 {
-                let cache = &mut inb.cache;
-                let valid = inc.recv.sges.iter().all(|s| {
-                    self.registry
-                        .check_cached(
-                            cache,
-                            s.handle.raw(),
-                            s.addr,
-                            s.len as u64,
-                            MemAccess::WRITE,
-                        )
-                        .is_some()
-                });
-                if valid {
-                    let mut from = 0usize;
-                    for (addr, n) in pieces(&inc.recv.sges, inc.received, room) {
-                        // SAFETY: the destination lies in a write-access registration checked
-                        // through `inb`'s cache; `inb` stays locked for the copy, and a
-                        // deregistration quiesces it before returning.
-                        unsafe { inb.consumer.payload_raw(h, from, addr as *mut u8, n) };
-                        from += n;
-                    }
-                } else {
-                    inc.error = Some(WsaError::Fault);
-                }
+            let (sges, at, capacity) = (&inc.recv.sges, inc.received, inc.capacity);
+            if let Some(e) = self.fill(&mut inb.cache, &inb.consumer, h, sges, at, capacity) {
+                inc.error = Some(e);
             }
             inc.received += len;
         }
@@ -1139,6 +1106,63 @@ impl Shared {
             self.deliver(inb, inc.recv.token, r);
         }
         Ok(true)
+    }
+
+    /// The oldest posted receive, taking over everything posted so far when the private
+    /// queue is empty (the emptied shared queue keeps its room).
+    fn take_recv(&self, inb: &mut Inbound) -> Option<PostedRecv> {
+        if inb.recvs.is_empty() {
+            std::mem::swap(&mut lock(&self.recvs).queue, &mut inb.recvs);
+        }
+        let recv = inb.recvs.pop_front()?;
+        inb.taken += 1;
+        self.recvs_taken.store(inb.taken, Ordering::Release);
+        Some(recv)
+    }
+
+    /// Copies the payload of send record `h` into a receive of `sges` (`capacity` bytes), at
+    /// byte `received` of the message. `cache` and `consumer` are the inbound state's; the
+    /// caller holds the `inb` lock. Returns what fails the receive: WSAEMSGSIZE when it
+    /// overflows (what fits is copied), WSAEFAULT when its memory is no longer registered
+    /// for writing (nothing is copied).
+    fn fill(
+        &self,
+        cache: &mut registry::Cache,
+        consumer: &Consumer,
+        h: &Header,
+        sges: &[Sge],
+        received: u64,
+        capacity: u64,
+    ) -> Option<WsaError> {
+        let len = h.len as u64;
+        let room = capacity.saturating_sub(received).min(len);
+        let mut error = (room < len).then_some(WsaError::MsgSize);
+        if room > 0 {
+            let valid = sges.iter().all(|s| {
+                self.registry
+                    .check_cached(
+                        cache,
+                        s.handle.raw(),
+                        s.addr,
+                        s.len as u64,
+                        MemAccess::WRITE,
+                    )
+                    .is_some()
+            });
+            if valid {
+                let mut from = 0usize;
+                for (addr, n) in pieces(sges, received, room) {
+                    // SAFETY: the destination lies in a write-access registration checked
+                    // through `cache`, part of `inb`, which the caller keeps locked for the
+                    // copy (a deregistration quiesces that lock before returning).
+                    unsafe { consumer.payload_raw(h, from, addr as *mut u8, n) };
+                    from += n;
+                }
+            } else {
+                error = Some(WsaError::Fault);
+            }
+        }
+        error
     }
 
     fn on_write(&self, inb: &mut Inbound, h: &Header) -> Result<bool, Corrupt> {
