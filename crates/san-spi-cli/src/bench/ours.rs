@@ -67,12 +67,19 @@ impl Pair {
 }
 
 /// Posts, retrying while the transport pushes back (a full queue is not an error).
+///
+/// The clock is read only once the queue pushed back: a post that goes through at once (every
+/// post of a ping-pong) costs the transport's time alone, as the raw floor's copy does.
 fn post(mut f: impl FnMut() -> Result<(), PostError>, what: &str) -> Result<(), String> {
-    let start = Instant::now();
+    let mut since: Option<Instant> = None;
     loop {
         match f() {
             Ok(()) => return Ok(()),
-            Err(PostError::QueueFull) if start.elapsed() < STALL => std::hint::spin_loop(),
+            Err(PostError::QueueFull)
+                if since.get_or_insert_with(Instant::now).elapsed() < STALL =>
+            {
+                std::hint::spin_loop()
+            }
             Err(e) => return Err(format!("{what}: {e}")),
         }
     }
