@@ -1,7 +1,9 @@
 //! Ours: the shared-memory loopback transport, two endpoints in this process.
 //!
 //! Latency is a ping-pong of sends between a client and a server thread; each side keeps
-//! receives posted and spins on `poll` (never `wait`, which parks). Bandwidth is RDMA
+//! four receives posted, spins on `poll` (never `wait`, which parks) and puts a used receive
+//! back after its part of the round trip: the server after replying, the client after
+//! stopping the clock. Only the clock of the round trip itself is read per message. Bandwidth is RDMA
 //! writes into a region registered by the peer, and sends into posted receives, several
 //! in flight, timed from the first post to the last completion.
 
@@ -200,9 +202,9 @@ fn client_pingpong(
         }
         let t0 = Instant::now();
         post(|| ep.post_send(&[send], 1 << 32 | i), "post_send")?;
-        let mut got = false;
+        let mut got = None;
         let mut empty = 0u32;
-        while !got {
+        while got.is_none() {
             let n = ep.poll(&mut comps);
             if n == 0 {
                 if stop.load(Ordering::Acquire) {
@@ -220,20 +222,20 @@ fn client_pingpong(
             idle.reset();
             for c in &comps[..n] {
                 match (c.op, c.result) {
-                    (Op::Recv, Ok(g)) if g as usize == size => {
-                        got = true;
-                        let slot = c.token as usize;
-                        post(
-                            || ep.post_recv(&[dst.sge(slot * len, size)], slot as u64),
-                            "post_recv",
-                        )?;
-                    }
+                    (Op::Recv, Ok(g)) if g as usize == size => got = Some(c.token as usize),
                     (Op::Send, Ok(_)) => {}
                     _ => return Err(failed(c)),
                 }
             }
         }
         let rtt = t0.elapsed().as_nanos() as u64;
+        // The reply is in; the receive it used goes back after the clock stopped, as the
+        // server reposts after replying (the other receives posted cover the next message).
+        let slot = got.expect("loop ends with a reply");
+        post(
+            || ep.post_recv(&[dst.sge(slot * len, size)], slot as u64),
+            "post_recv",
+        )?;
         if measuring {
             rtts.push(rtt);
         }
