@@ -3,9 +3,9 @@
 //! Latency is a ping-pong of sends between a client and a server thread; each side keeps
 //! four receives posted, spins on `poll` (never `wait`, which parks) and puts a used receive
 //! back after its part of the round trip: the server after replying, the client after
-//! stopping the clock. Only the clock of the round trip itself is read per message. Bandwidth is RDMA
-//! writes into a region registered by the peer, and sends into posted receives, several
-//! in flight, timed from the first post to the last completion.
+//! stopping the clock. Only the round trip's own clock is read per message. Bandwidth is
+//! RDMA writes into a region registered by the peer, and sends into posted receives,
+//! several in flight, timed from the first post to the last completion.
 
 use super::buf::RegBuf;
 use super::{Idle, Plan, RoundTrips};
