@@ -301,7 +301,7 @@ pub(crate) struct Shared {
     /// Jobs queued in `out`: written under its lock, read without it, so a poll with nothing
     /// to pump does not take the lock.
     jobs_queued: AtomicUsize,
-    /// The inbound ring's tail, watched without the `inb` lock ...
+    /// The inbound ring's next seal, watched without the `inb` lock ...
     watch: Watch,
     /// ... against the consumer's position as of its last pass (written under `inb`).
     head_seen: AtomicU64,
@@ -507,8 +507,8 @@ impl Shared {
     }
 
     /// The fast path of a send: with nothing queued ahead of it, a message that fits one
-    /// record goes straight into the ring — its SGEs checked once, under the registry guard
-    /// held for the copy, and no job built. `None` when the queued path must take it (jobs
+    /// record goes straight into the ring — its SGEs checked once, through the outbound
+    /// lock's registration cache, under that lock for the copy — and no job is built. `None` when the queued path must take it (jobs
     /// ahead, ring full, too long for one record, or a ring fault, which the queued path
     /// reports).
     fn send_now(&self, sges: &[Sge], token: u64) -> Option<Result<(), PostError>> {

@@ -6,8 +6,9 @@
 //!   sealed memfd holding two rings (one per direction) and two eventfds, and passes the
 //!   three descriptors with `SCM_RIGHTS`. The socket stays open: its hang-up is how each
 //!   side learns the other died.
-//! - **Rings**: single-producer single-consumer, cache-line separated head and tail,
-//!   acquire/release, bounded, wrap-safe (see `ring`).
+//! - **Rings**: single-producer single-consumer, bounded, wrap-safe; each record is sealed
+//!   in place (the consumer polls the record itself, not a shared tail) and the consumer's
+//!   head is published on a cache line of its own; acquire/release (see `ring`).
 //! - **Progress**: each endpoint runs a progress thread that consumes the inbound ring,
 //!   serves RDMA requests against its registrations and pumps queued outbound work. It
 //!   spins briefly, then parks on its eventfd (with the socket, for hang-up); a producer
@@ -607,7 +608,7 @@ pub mod fault {
         connect_raw_prepared(namespace, addr, capacity, probe, false)
     }
 
-    /// [`connect_raw`], with every ring position set off the 32-byte record grid before the
+    /// [`connect_raw`], with every ring position set off the record grid before the
     /// victim first sees the memory.
     pub fn connect_raw_off_grid(
         namespace: &str,
