@@ -182,10 +182,17 @@ impl Ring {
         unsafe { &*(self.data().add(pos) as *const AtomicU64) }
     }
 
+    /// The data-area offset of ever-increasing position `at` (the capacity is a power of
+    /// two: a mask, not a division).
+    #[inline]
+    fn offset(&self, at: u64) -> usize {
+        (at & (self.capacity as u64 - 1)) as usize
+    }
+
     /// Whether the record at ever-increasing position `at` is sealed (has arrived). A
     /// position off the record grid (a peer set it) never is.
     fn sealed(&self, at: u64) -> bool {
-        let pos = (at % self.capacity as u64) as usize;
+        let pos = self.offset(at);
         pos.is_multiple_of(RECORD_ALIGN) && self.seal_at(pos).load(Ordering::Acquire) == seal(at)
     }
 
@@ -335,7 +342,7 @@ impl Producer {
         header.len = len as u32;
         let cap = self.ring.capacity as u64;
         let total = record_len(len);
-        let pos = (self.tail % cap) as usize;
+        let pos = self.ring.offset(self.tail);
         let contiguous = self.ring.capacity - pos;
         let pad = if total > contiguous { contiguous } else { 0 };
         let need = (pad + total) as u64;
@@ -363,7 +370,7 @@ impl Producer {
                 .store(seal(self.tail), Ordering::Release);
             self.tail += pad as u64;
         }
-        let pos = (self.tail % cap) as usize;
+        let pos = self.ring.offset(self.tail);
         self.ring.write(pos + 8, &header.to_bytes());
         let mut at = pos + payload_offset(len);
         for &(ptr, n) in parts {
@@ -431,12 +438,11 @@ impl Consumer {
         if self.off_grid {
             return Err(Corrupt("the ring's head started off the record grid"));
         }
-        let cap = self.ring.capacity as u64;
         for _ in 0..2 {
             if !self.ring.sealed(self.head) {
                 return Ok(None);
             }
-            let pos = (self.head % cap) as usize;
+            let pos = self.ring.offset(self.head);
             let contiguous = self.ring.capacity - pos;
             let mut raw = [0u8; HEADER_BYTES];
             self.ring.read(pos + 8, &mut raw);
@@ -465,7 +471,7 @@ impl Consumer {
     /// If the range is outside the record's payload (a caller bug, not peer input).
     pub fn payload(&self, header: &Header, from: usize, dst: &mut [u8]) {
         assert!(from + dst.len() <= header.len as usize);
-        let pos = (self.head % self.ring.capacity as u64) as usize;
+        let pos = self.ring.offset(self.head);
         self.ring
             .read(pos + payload_offset(header.len as usize) + from, dst);
     }
@@ -481,9 +487,7 @@ impl Consumer {
     /// If the range is outside the record's payload (a caller bug, not peer input).
     pub unsafe fn payload_raw(&self, header: &Header, from: usize, dst: *mut u8, len: usize) {
         assert!(from + len <= header.len as usize);
-        let pos = (self.head % self.ring.capacity as u64) as usize
-            + payload_offset(header.len as usize)
-            + from;
+        let pos = self.ring.offset(self.head) + payload_offset(header.len as usize) + from;
         assert!(pos + len <= self.ring.capacity);
         // SAFETY: source inside the data area (asserted); destination by the caller's promise.
         unsafe { copy_bytes(self.ring.data().add(pos), dst, len) }
