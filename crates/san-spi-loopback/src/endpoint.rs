@@ -343,6 +343,26 @@ fn total_len(sges: &[Sge]) -> Option<u64> {
         .try_fold(0u64, |acc, s| acc.checked_add(s.len as u64))
 }
 
+/// Checks an SGE list for a post: at most `max_sge` entries, each accepted by `valid`, at
+/// most 4 GiB in all. Returns the total length. The one place every post path's checks live;
+/// `valid` is the registry (read lock or a lock's cache) with the access the post needs.
+fn check_sge_list(
+    sges: &[Sge],
+    max_sge: usize,
+    mut valid: impl FnMut(&Sge) -> bool,
+) -> Result<u64, PostError> {
+    if sges.len() > max_sge {
+        return Err(PostError::TooLarge);
+    }
+    if let Some(index) = sges.iter().position(|s| !valid(s)) {
+        return Err(PostError::InvalidSge { index });
+    }
+    match total_len(sges) {
+        Some(total) if total <= u32::MAX as u64 => Ok(total),
+        _ => Err(PostError::TooLarge),
+    }
+}
+
 /// Walks `sges` from byte `from`, yielding `(process address, length)` pieces covering at
 /// most `max` bytes. An iterator, not a collection: nothing is built or moved on the
 /// receive path.
@@ -482,22 +502,11 @@ impl Shared {
 
     /// Checks every SGE against the registry with `need`.
     fn check_sges(&self, sges: &[Sge], need: MemAccess) -> Result<u64, PostError> {
-        if sges.len() > self.limits.max_sge {
-            return Err(PostError::TooLarge);
-        }
         let g = self.registry.lock();
-        for (index, s) in sges.iter().enumerate() {
-            if g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
-                .is_none()
-            {
-                return Err(PostError::InvalidSge { index });
-            }
-        }
-        let total = total_len(sges).ok_or(PostError::TooLarge)?;
-        if total > u32::MAX as u64 {
-            return Err(PostError::TooLarge);
-        }
-        Ok(total)
+        check_sge_list(sges, self.limits.max_sge, |s| {
+            g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
+                .is_some()
+        })
     }
 
     fn signal_peer_if_sleeping(&self, out: &Outbound) {
@@ -512,9 +521,6 @@ impl Shared {
     /// ahead, ring full, too long for one record, or a ring fault, which the queued path
     /// reports).
     fn send_now(&self, sges: &[Sge], token: u64) -> Option<Result<(), PostError>> {
-        if sges.len() > self.limits.max_sge {
-            return Some(Err(PostError::TooLarge));
-        }
         let mut out = lock(&self.out);
         if !out.jobs.is_empty() {
             return None;
@@ -524,30 +530,23 @@ impl Shared {
             return Some(Err(PostError::Closed));
         }
         let out = &mut *out;
-        let mut parts: SmallVec<[(*const u8, usize); 8]> = SmallVec::new();
-        let mut total = 0u64;
-        for (index, s) in sges.iter().enumerate() {
-            if self
-                .registry
-                .check_cached(
-                    &mut out.cache,
-                    s.handle.raw(),
-                    s.addr,
-                    s.len as u64,
-                    MemAccess::READ,
-                )
-                .is_none()
-            {
-                return Some(Err(PostError::InvalidSge { index }));
-            }
-            if s.len > 0 {
-                parts.push((s.addr as *const u8, s.len as usize));
-            }
-            total += s.len as u64; // u32 lengths: no overflow short of 2^32 SGEs
-        }
+        let cache = &mut out.cache;
+        let total = match check_sge_list(sges, self.limits.max_sge, |s| {
+            self.registry
+                .check_cached(cache, s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
+                .is_some()
+        }) {
+            Ok(total) => total,
+            Err(e) => return Some(Err(e)),
+        };
         if total > out.producer.max_payload() as u64 - 8 {
             return None;
         }
+        let parts: SmallVec<[(*const u8, usize); 8]> = sges
+            .iter()
+            .filter(|s| s.len > 0)
+            .map(|s| (s.addr as *const u8, s.len as usize))
+            .collect();
         let header = Header {
             kind: SEND,
             flags: FIRST | LAST,
@@ -1758,33 +1757,22 @@ impl Endpoint for LoopbackEndpoint {
 
     fn post_recv(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
         self.shared.usable()?;
-        if sges.len() > self.shared.limits.max_sge {
-            return Err(PostError::TooLarge);
-        }
         {
             let mut guard = lock(&self.shared.recvs);
             let recvs = &mut *guard;
-            let mut total = 0u64;
-            for (index, s) in sges.iter().enumerate() {
-                if self
-                    .shared
-                    .registry
+            let cache = &mut recvs.cache;
+            let registry = &self.shared.registry;
+            check_sge_list(sges, self.shared.limits.max_sge, |s| {
+                registry
                     .check_cached(
-                        &mut recvs.cache,
+                        cache,
                         s.handle.raw(),
                         s.addr,
                         s.len as u64,
                         MemAccess::WRITE,
                     )
-                    .is_none()
-                {
-                    return Err(PostError::InvalidSge { index });
-                }
-                total += s.len as u64; // u32 lengths: no overflow short of 2^32 SGEs
-            }
-            if total > u32::MAX as u64 {
-                return Err(PostError::TooLarge);
-            }
+                    .is_some()
+            })?;
             if self.shared.is_down() {
                 return Err(PostError::Closed);
             }
