@@ -1529,7 +1529,7 @@ impl Shared {
         }
         // Locks only when there is something to do: a record not yet consumed (or one
         // waiting for a receive), or a job waiting for ring room.
-        if self.watch.moved(self.head_seen.load(Ordering::Relaxed)) {
+        if self.watch.sealed(self.head_seen.load(Ordering::Relaxed)) {
             if let Ok(inb) = self.inb.try_lock() {
                 inb.consumer.woke();
                 let _ = self.consume_locked(inb, CONSUME_BUDGET, Some(sink));

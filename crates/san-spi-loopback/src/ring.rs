@@ -252,7 +252,7 @@ pub struct Watch {
 impl Watch {
     /// Whether a record is sealed at `head` (the consumer's position, as it last published
     /// it to the poller). Only a hint: the consumer checks everything again.
-    pub fn moved(&self, head: u64) -> bool {
+    pub fn sealed(&self, head: u64) -> bool {
         self.ring.sealed(head)
     }
 }
