@@ -14,7 +14,8 @@
 //!    content here and by the peer's own checksum;
 //! 7. one overlapped completion in each mode (upcall, poll-only, APC) through the fake switch;
 //! 8. a clean close: a receive posted before the close completes with
-//!    `WSA_OPERATION_ABORTED`, and the peer exits 0.
+//!    `WSA_OPERATION_ABORTED`; the peer sees a graceful close (its receive ends with
+//!    `WSAEDISCON`) and exits 0.
 //!
 //! Messages between the two processes start with a 4-byte tag:
 //!
@@ -23,7 +24,7 @@
 //! | peer | `DESC` | the RDMA descriptor of the peer's region (sent first) |
 //! | demo | `MSG\0` | payload; the peer answers `ECHO`: FNV-1a of the payload (u64 LE), then its own payload |
 //! | demo | `SUM\0` | offset, length (u64 LE); the peer answers `SUMR`: FNV-1a of that range of its region |
-//! | demo | `BYE\0` | —; the peer posts a receive, answers `BYE!`, waits for that receive to fail when the demo closes, closes its endpoint and exits 0 |
+//! | demo | `BYE\0` | —; the peer posts a receive, answers `BYE!`, waits for that receive to end with `WSAEDISCON` (the demo's graceful close), closes its endpoint and exits 0 |
 //!
 //! Nothing waits forever: every completion is awaited with a timeout under an overall
 //! deadline, the connect attempt runs on a helper thread, the peer process is killed and
@@ -470,8 +471,8 @@ fn peer(namespace: &str, addr: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// After `BYE`: posts a receive, acknowledges, and waits for the demo's close to fail
-/// that receive. Then closes this side too.
+/// After `BYE`: posts a receive, acknowledges, and waits for the demo's graceful close to
+/// end that receive with WSAEDISCON. Then closes this side too.
 ///
 /// The receive is posted before the acknowledgement, so the close cannot overtake it.
 fn peer_close(mut conn: Conn) -> Result<(), String> {
@@ -482,10 +483,10 @@ fn peer_close(mut conn: Conn) -> Result<(), String> {
     let c = conn.wait(token, "the demo to close the connection", OP_TIMEOUT)?;
     match c.result {
         Ok(n) => return Err(format!("received {n} bytes after BYE")),
-        Err(WsaError::ConnReset) => {}
+        Err(WsaError::Discon) => {}
         Err(e) => {
             return Err(format!(
-                "the receive failed with {} when the demo closed, not WSAECONNRESET",
+                "the receive failed with {} when the demo closed, not WSAEDISCON",
                 wsa(e)
             ))
         }
@@ -1236,7 +1237,7 @@ impl Demo {
             return Err(format!("the peer (pid {pid}) {status}"));
         }
         Ok(Report::new(format!(
-            "our receive posted before close: WSA_OPERATION_ABORTED, once; {deregistered} regions deregistered; the peer's receive failed with WSAECONNRESET, it closed and exited 0"
+            "our receive posted before close: WSA_OPERATION_ABORTED, once; {deregistered} regions deregistered; the peer's receive ended with WSAEDISCON (graceful close), it closed and exited 0"
         )))
     }
 }

@@ -125,6 +125,10 @@ wsa_errors! {
     /// `WSAECONNREFUSED` — nobody listens at the address.
     ConnRefused = 10061, "WSAECONNREFUSED",
         "nobody listens at that address; start the listener first";
+    /// `WSAEDISCON` — the peer closed the connection gracefully: everything it sent has been
+    /// received (a stream socket's receive then reports zero bytes).
+    Discon = 10101, "WSAEDISCON",
+        "the peer closed the connection gracefully; everything it sent was received";
 }
 
 impl WsaError {
@@ -233,6 +237,7 @@ mod tests {
             (WsaError::ConnReset, 10054),
             (WsaError::ConnAborted, 10053),
             (WsaError::NotConn, 10057),
+            (WsaError::Discon, 10101),
         ] {
             assert_eq!(e.code(), n, "{}", e.name());
         }

@@ -34,8 +34,8 @@ use crate::addr::Width;
 use crate::dispatch::{DispatchConfig, Dispatcher, IoctlRequest, IoctlReturn};
 use crate::overlapped::{CompletionMode, Outcome, OverlappedRequest, Token};
 use crate::transport::{
-    block_on, Completion, Endpoint, Listener, LocalAddress, PostError, QosCapability, RemoteTarget,
-    Sge, Transport, TransportControl, VendorOutcome,
+    block_on, Completion, Endpoint, Listener, LocalAddress, Op, PostError, QosCapability,
+    RemoteTarget, Sge, Transport, TransportControl, VendorOutcome,
 };
 use crate::upcall::{OverlappedMemory, Upcalls};
 use crate::WsaError;
@@ -290,7 +290,8 @@ impl<T: Transport> SanSockets<T> {
         self.data(s, overlapped, env, |ep, tok| ep.post_send(sges, tok))
     }
 
-    /// `WSPRecv` with `WSABUFEX`s.
+    /// `WSPRecv` with `WSABUFEX`s. After the peer's graceful close, once everything it sent
+    /// has been received, a receive completes with zero bytes (the end of the stream).
     pub fn recv<E: Upcalls + OverlappedMemory>(
         &self,
         s: u64,
@@ -397,15 +398,21 @@ impl<T: Transport> SanSockets<T> {
     }
 
     fn deliver<E: Upcalls + OverlappedMemory>(&self, c: &Completion, env: &E) {
+        let result = match (c.op, c.result) {
+            // The peer closed gracefully and everything it sent was received: a stream
+            // socket's receive reports the end as zero bytes, not as an error.
+            (Op::Recv, Err(WsaError::Discon)) => Ok(0),
+            (_, r) => r,
+        };
         if c.token & SYNC_BIT != 0 {
-            lock(&self.waiters.done).insert(c.token, c.result);
+            lock(&self.waiters.done).insert(c.token, result);
             return;
         }
         let token = match u32::try_from(c.token).ok().and_then(Token::from_raw) {
             Some(t) => t,
             None => return,
         };
-        let outcome = match c.result {
+        let outcome = match result {
             Ok(bytes) => Outcome::ok(bytes),
             Err(e) => Outcome::err(e),
         };

@@ -539,7 +539,16 @@ pub trait Endpoint: Send + Sync {
     fn wait(&self, timeout: std::time::Duration) -> bool;
 
     /// Closes the endpoint: every pending operation completes with
-    /// `WSA_OPERATION_ABORTED`, exactly once; the peer sees the connection end.
+    /// `WSA_OPERATION_ABORTED`, exactly once; later posts are refused
+    /// ([`PostError::Closed`]).
+    ///
+    /// The peer sees a graceful close: every message sent before it is still delivered to
+    /// the peer's receives, posted before or after the close; then each of its receives
+    /// completes with `WSAEDISCON` ([`WsaError::Discon`], which the socket layer reports as
+    /// a zero-byte receive). Its operations waiting for an answer from this side fail with
+    /// `WSAECONNRESET` and its later sends and RDMA are refused. A peer that goes away
+    /// without closing (its process dies) is the same, except that the receives after its
+    /// last whole message complete with `WSAECONNRESET`.
     fn close(&self);
 }
 

@@ -117,6 +117,79 @@ fn main() {
         );
         return;
     }
+    if std::env::args().nth(2).as_deref() == Some("trace") {
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+        let mut srv = vec![(0u64, 0u64, 0u64); iters];
+        let mut cli = vec![(0u64, 0u64, 0u64); iters];
+        std::thread::scope(|scope| {
+            let srv = &mut srv;
+            let s = &s;
+            let sge = &sge;
+            scope.spawn(move || {
+                let mut cs = [Completion::default(); 8];
+                let mut done = 0;
+                while done < iters {
+                    let n = s.poll(&mut cs);
+                    let t = tsc();
+                    for x in &cs[..n] {
+                        if x.op == Op::Recv {
+                            let t1 = tsc();
+                            s.post_send(&[sge(40)], 0).unwrap();
+                            let t2 = tsc();
+                            s.post_recv(&[sge(32)], 0).unwrap();
+                            srv[done] = (t, t1, t2);
+                            done += 1;
+                        }
+                    }
+                }
+            });
+            let mut cs = [Completion::default(); 8];
+            for slot in cli.iter_mut() {
+                let a = tsc();
+                c.post_send(&[sge(0)], 0).unwrap();
+                let b = tsc();
+                let d = 'wait: loop {
+                    let n = c.poll(&mut cs);
+                    let t = tsc();
+                    for x in &cs[..n] {
+                        if x.op == Op::Recv {
+                            break 'wait t;
+                        }
+                    }
+                };
+                c.post_recv(&[sge(16)], 0).unwrap();
+                *slot = (a, b, d);
+            }
+        });
+        let med = |mut v: Vec<i64>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let at = |f: &dyn Fn(usize) -> i64| med((iters / 10..iters).map(f).collect());
+        println!("trace (TSC ticks, medians):");
+        println!(
+            "  client post_send          {}",
+            at(&|i| (cli[i].1 - cli[i].0) as i64)
+        );
+        println!(
+            "  client send -> server poll sees recv {}",
+            at(&|i| srv[i].0 as i64 - cli[i].0 as i64)
+        );
+        println!(
+            "  server post_send          {}",
+            at(&|i| (srv[i].2 - srv[i].1) as i64)
+        );
+        println!(
+            "  server send -> client sees recv {}",
+            at(&|i| cli[i].2 as i64 - srv[i].1 as i64)
+        );
+        println!(
+            "  round trip                {}",
+            at(&|i| (cli[i].2 - cli[i].0) as i64)
+        );
+        return;
+    }
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut cs = [Completion::default(); 8];

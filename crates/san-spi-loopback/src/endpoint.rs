@@ -48,9 +48,9 @@ use san_spi_core::transport::{Completion, Endpoint, MemAccess, Op, PostError, Re
 use san_spi_core::WsaError;
 use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -285,7 +285,15 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<u64, Pending>>,
     next_op: AtomicU64,
     closed: AtomicBool,
+    /// The outbound side is dead: the peer left, or the connection failed. Sends and RDMA
+    /// are refused; receives go on while `inbound_end` is open.
     broken: AtomicBool,
+    /// The peer hung up or closed: it adds nothing more to the inbound ring, so the ring
+    /// running empty is the end of the inbound side.
+    peer_gone: AtomicBool,
+    /// How the inbound side ended (a WSA code; 0 while open): receives posted later fail
+    /// with it at once. Changed under `inb` and `recvs` (see `end_inbound`).
+    inbound_end: AtomicI32,
     /// Set where the connection must be failed but locks are held; the progress thread acts.
     needs_fail: AtomicBool,
     stop: AtomicBool,
@@ -435,6 +443,8 @@ impl Shared {
             next_op: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            peer_gone: AtomicBool::new(false),
+            inbound_end: AtomicI32::new(0),
             needs_fail: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             last_poll: AtomicU64::new(0),
@@ -570,8 +580,9 @@ impl Shared {
     /// Queues a job; if nothing is ahead of it, pumps right away in the caller's thread.
     fn submit(&self, job: Job, internal: bool) -> Result<(), PostError> {
         let mut out = lock(&self.out);
-        // Checked under the lock `fail_all` drains with, so no job slips in after the drain.
-        if !internal && self.is_down() {
+        // Checked under the lock `fail_outbound` drains with, so no job slips in after the
+        // drain. Internal jobs (answers to the peer) too: a peer that left reads no answer.
+        if self.is_down() {
             return Err(PostError::Closed);
         }
         if !internal && out.jobs.len() - out.internal >= self.limits.max_jobs {
@@ -920,10 +931,17 @@ impl Shared {
     ) -> (bool, bool) {
         let mut did = false;
         let mut blocked = false;
+        let mut empty = false;
         for _ in 0..budget.min(CONSUME_BUDGET) {
+            if self.inbound_ended() {
+                break; // nothing after the end is read (a peer may write on)
+            }
             let h = match inb.consumer.peek() {
                 Ok(Some(h)) => h,
-                Ok(None) => break,
+                Ok(None) => {
+                    empty = true;
+                    break;
+                }
                 Err(_) => {
                     self.flush_done(&mut inb, sink);
                     drop(inb);
@@ -948,6 +966,15 @@ impl Shared {
                     return (true, false);
                 }
             }
+        }
+        // The peer left without closing and its last record is consumed: the receives left
+        // will never be filled. The ring is looked at again after the flag is read: the
+        // empty look above may predate records the peer sealed before it left.
+        if empty
+            && self.peer_gone.load(Ordering::Acquire)
+            && matches!(inb.consumer.peek(), Ok(None))
+        {
+            self.end_inbound(&mut inb, WsaError::ConnReset);
         }
         self.flush_done(&mut inb, sink);
         self.head_seen
@@ -1053,8 +1080,12 @@ impl Shared {
             }
             READ_DATA => self.on_read_data(inb, h),
             CLOSE => {
-                // `inb` is held here: the progress thread fails the rest right after.
-                self.needs_fail.store(true, Ordering::Release);
+                // The peer's orderly end: everything it sent is in the records before this
+                // one, all consumed by now. The receives left learn of the end (WSAEDISCON);
+                // what waits for the peer never gets an answer.
+                self.peer_gone.store(true, Ordering::Release);
+                self.end_inbound(inb, WsaError::Discon);
+                self.fail_outbound(WsaError::ConnReset);
                 Ok(true)
             }
             _ => Err(Corrupt("unknown record kind")),
@@ -1451,21 +1482,45 @@ impl Shared {
     /// out of its queue under its lock before it completes).
     fn fail_all(&self, error: WsaError) {
         self.broken.store(true, Ordering::Release);
-        // Oldest first: the receive being filled, those taken over, those still posted.
-        // Both queues drained under `inb` (in the consumer's lock order, inb then recvs):
-        // no receive can move between them unseen.
-        let recvs: Vec<PostedRecv> = {
+        {
             let mut inb = lock(&self.inb);
-            let inb = &mut *inb;
-            let mut all: Vec<PostedRecv> =
-                inb.incoming.take().map(|i| i.recv).into_iter().collect();
-            all.extend(inb.recvs.drain(..));
-            all.extend(lock(&self.recvs).queue.drain(..));
-            all
-        };
-        for r in recvs {
-            self.complete(r.token, Op::Recv, Err(error));
+            self.end_inbound(&mut inb, error);
+            self.flush_done(&mut inb, None);
         }
+        self.fail_outbound(error);
+    }
+
+    /// Ends the inbound side: every receive not yet completed — the one being filled, those
+    /// taken over, those still posted, oldest first — completes with `error` (queued in
+    /// `inb.done`, after the pass's earlier receive completions), and so does every receive
+    /// posted from now on (`post_recv` reads `inbound_end`). Once only: the first end wins.
+    /// Both queues are drained under `inb`, in the consumer's lock order (inb then recvs),
+    /// and the end is published under `recvs`: no receive slips between them unseen.
+    fn end_inbound(&self, inb: &mut Inbound, error: WsaError) {
+        if self.inbound_end.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let mut all: Vec<PostedRecv> = inb.incoming.take().map(|i| i.recv).into_iter().collect();
+        all.extend(inb.recvs.drain(..));
+        {
+            let mut recvs = lock(&self.recvs);
+            all.extend(recvs.queue.drain(..));
+            self.inbound_end.store(error.code(), Ordering::Release);
+        }
+        for r in all {
+            self.deliver(inb, r.token, Err(error));
+        }
+    }
+
+    /// Whether the inbound side has ended (nothing more will be received).
+    fn inbound_ended(&self) -> bool {
+        self.inbound_end.load(Ordering::Acquire) != 0
+    }
+
+    /// Fails the outbound side with `error`: RDMA operations waiting for the peer and jobs
+    /// not yet in the ring complete with it, and later sends and RDMA are refused.
+    fn fail_outbound(&self, error: WsaError) {
+        self.broken.store(true, Ordering::Release);
         let pending: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
         for p in pending {
             match p {
@@ -1524,7 +1579,7 @@ impl Shared {
             self.last_poll
                 .store(self.now_ns().max(1), Ordering::Relaxed);
         }
-        if self.is_down() {
+        if self.closed.load(Ordering::Acquire) || self.inbound_ended() {
             return;
         }
         // Locks only when there is something to do: a record not yet consumed (or one
@@ -1544,15 +1599,30 @@ impl Shared {
         }
     }
 
-    /// The peer hung up: what it sent before it went away (up to its CLOSE) is still
-    /// delivered, then the rest fails. Bounded: a peer that hung up cannot keep us reading.
+    /// The peer hung up. What it sent before it went away stays receivable: records
+    /// waiting for a receive are delivered as receives are posted, and the inbound side
+    /// ends where the records do — at its CLOSE (WSAEDISCON, a graceful close) or at the
+    /// last record of a peer that died (WSAECONNRESET). What waits for an answer from the
+    /// peer fails now: acknowledgements already in the ring ahead of any waiting message
+    /// are taken first. Bounded: a hostile peer cannot keep this loop reading.
     fn on_hangup(&self) {
+        self.peer_gone.store(true, Ordering::Release);
         for _ in 0..1024 {
             if !self.consume(64) {
                 break;
             }
         }
-        self.break_connection();
+        self.fail_outbound(WsaError::ConnReset);
+    }
+
+    /// The socket whose hang-up `sys::wait` watches for; none once the peer is gone (a
+    /// hang-up stays readable, and would keep every wait from sleeping).
+    fn hangup_fd(&self) -> RawFd {
+        if self.peer_gone.load(Ordering::Acquire) {
+            -1
+        } else {
+            self.socket.as_raw_fd()
+        }
     }
 
     fn progress_loop(self: Arc<Self>) {
@@ -1561,7 +1631,7 @@ impl Shared {
             if self.needs_fail.swap(false, Ordering::AcqRel) {
                 self.break_connection();
             }
-            if self.broken.load(Ordering::Acquire) {
+            if self.broken.load(Ordering::Acquire) && self.inbound_ended() {
                 // Nothing more can happen on this connection.
                 std::thread::sleep(Duration::from_millis(5));
                 if self.stop.load(Ordering::Acquire) {
@@ -1588,7 +1658,7 @@ impl Shared {
                 // that finds it clear signals us, and a signal that lands while we pass
                 // through this loop would keep waking us.
                 self.poller_mode.store(true, Ordering::Relaxed);
-                let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), 10);
+                let r = sys::wait(self.my_efd.as_raw_fd(), self.hangup_fd(), 10);
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
                     self.on_hangup();
@@ -1610,7 +1680,7 @@ impl Shared {
             drop(inb);
             if may_sleep {
                 let timeout = if jobs_waiting { 1 } else { 50 };
-                let r = sys::wait(self.my_efd.as_raw_fd(), self.socket.as_raw_fd(), timeout);
+                let r = sys::wait(self.my_efd.as_raw_fd(), self.hangup_fd(), timeout);
                 lock(&self.inb).consumer.woke();
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
@@ -1756,7 +1826,13 @@ impl Endpoint for LoopbackEndpoint {
     }
 
     fn post_recv(&self, sges: &[Sge], token: u64) -> Result<(), PostError> {
-        self.shared.usable()?;
+        // Not `usable()`: receives go on after the peer left, until the inbound side ends.
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(PostError::Closed);
+        }
+        if self.shared.cq_len.load(Ordering::Acquire) >= self.shared.cq_capacity {
+            return Err(PostError::QueueFull);
+        }
         {
             let mut guard = lock(&self.shared.recvs);
             let recvs = &mut *guard;
@@ -1773,8 +1849,16 @@ impl Endpoint for LoopbackEndpoint {
                     )
                     .is_some()
             })?;
-            if self.shared.is_down() {
-                return Err(PostError::Closed);
+            match self.shared.inbound_end.load(Ordering::Acquire) {
+                0 => {}
+                code if code == WsaError::Discon.code() => {
+                    // After a graceful close every receive reports the end, as a stream
+                    // socket's receive keeps returning zero bytes.
+                    drop(guard);
+                    self.shared.complete(token, Op::Recv, Err(WsaError::Discon));
+                    return Ok(());
+                }
+                _ => return Err(PostError::Closed),
             }
             let taken = self.shared.recvs_taken.load(Ordering::Acquire);
             if recvs.posted.wrapping_sub(taken) >= self.shared.limits.max_recvs as u64 {

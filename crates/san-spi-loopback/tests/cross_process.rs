@@ -674,8 +674,10 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     s.finish();
 }
 
-/// Receives pending when the peer goes away (`command`) fail promptly.
-fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8]) {
+/// Receives pending when the peer goes away (`command`) fail promptly, with `end`:
+/// WSAEDISCON when it closed, WSAECONNRESET when it exited without closing. A receive
+/// posted afterwards ends the same way (graceful close) or is refused (reset).
+fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8], end: WsaError) {
     let s = session(test, mode, |_| {});
     s.assert_modes(mode);
     let dst = Buf::new(&s.t, 300, 0, MemAccess::WRITE);
@@ -688,8 +690,7 @@ fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8]) {
     let mut tokens = Vec::new();
     for _ in 0..3 {
         let c = wait_one(&s.ep, Duration::from_secs(2));
-        assert_eq!(c.op, Op::Recv);
-        assert!(c.result.is_err(), "{c:?}");
+        assert_eq!((c.op, c.result), (Op::Recv, Err(end)), "{c:?}");
         tokens.push(c.token);
     }
     let took = start.elapsed();
@@ -700,17 +701,27 @@ fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8]) {
     tokens.sort_unstable();
     assert_eq!(tokens, [20, 21, 22]);
     assert!(s.ep.is_closed());
-    assert!(s.ep.post_recv(&[dst.sge(0..1)], 30).is_err());
+    match s.ep.post_recv(&[dst.sge(0..1)], 30) {
+        Ok(()) => {
+            assert_eq!(end, WsaError::Discon, "accepted a receive after a reset");
+            assert_eq!(wait_one(&s.ep, STEP).result, Err(WsaError::Discon));
+        }
+        Err(e) => assert_eq!(
+            (e, end),
+            (PostError::Closed, WsaError::ConnReset),
+            "refused a receive after a graceful close"
+        ),
+    }
     drop(dst);
     s.finish();
 }
 
 fn peer_close_fails_pending_receives(test: &str, mode: CopyMode) {
-    pending_receives_fail_when(test, mode, CMD_CLOSE);
+    pending_receives_fail_when(test, mode, CMD_CLOSE, WsaError::Discon);
 }
 
 fn peer_exit_fails_pending_receives(test: &str, mode: CopyMode) {
-    pending_receives_fail_when(test, mode, CMD_EXIT);
+    pending_receives_fail_when(test, mode, CMD_EXIT, WsaError::ConnReset);
 }
 
 macro_rules! cross_process_suite {

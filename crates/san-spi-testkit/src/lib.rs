@@ -857,6 +857,80 @@ pub fn messages_sent_before_close_are_delivered<H: Harness>() {
         .all(|(i, &b)| b == i as u8));
 }
 
+/// A graceful close loses nothing: every message the peer sent before closing is delivered,
+/// in order, even to receives posted after the close; then each receive completes with
+/// WSAEDISCON (a stream socket's zero-byte receive), and sends are refused.
+pub fn graceful_close_delivers_everything_then_disconnects<H: Harness>() {
+    let (t, c, s) = pair::<H>("graceful_close_delivers_everything_then_disconnects");
+    let n = 20usize;
+    let mut src = Buf::new(&t, n, 0, MemAccess::READ);
+    for (i, b) in src.bytes.iter_mut().enumerate() {
+        *b = 100 + i as u8;
+    }
+    for i in 0..n {
+        c.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
+    }
+    for i in 0..n {
+        assert_eq!(
+            wait_one(&c),
+            Completion {
+                token: i as u64,
+                op: Op::Send,
+                result: Ok(1)
+            }
+        );
+    }
+    c.close();
+    drop(c);
+    // Give the close time to arrive before any receive exists.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_quiet(&s, Duration::from_millis(20));
+    let dst = Buf::new(&t, n + 2, 0xEE, MemAccess::WRITE);
+    for i in 0..n {
+        s.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+        assert_eq!(
+            wait_one(&s),
+            Completion {
+                token: i as u64,
+                op: Op::Recv,
+                result: Ok(1)
+            },
+            "message {i}"
+        );
+    }
+    assert!(dst.bytes[..n]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == 100 + i as u8));
+    for token in [n as u64, n as u64 + 1] {
+        s.post_recv(&[dst.sge(n..n + 1)], token).unwrap();
+        assert_eq!(
+            wait_one(&s),
+            Completion {
+                token,
+                op: Op::Recv,
+                result: Err(WsaError::Discon)
+            },
+            "the receives after the last message report the end"
+        );
+    }
+    assert_eq!(dst.bytes[n], 0xEE, "nothing written after the end");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match s.post_send(&[dst.sge(0..1)], 99) {
+            Err(PostError::Closed) => break,
+            Err(e) => panic!("send after the peer closed: {e}"),
+            Ok(()) => {
+                // Posted before the close was seen: it completes, with any result.
+                assert_eq!(wait_one(&s).token, 99);
+                assert!(Instant::now() < deadline, "the close never refused sends");
+            }
+        }
+    }
+    s.close();
+    assert_eq!(s.post_recv(&[dst.sge(0..1)], 7), Err(PostError::Closed));
+}
+
 /// 64 MiB by message and by RDMA write and read, verified by checksum.
 pub fn large_transfers_verify_by_checksum<H: Harness>() {
     let (t, c, s) = pair::<H>("large_transfers_verify_by_checksum");
@@ -1004,6 +1078,7 @@ macro_rules! transport_conformance {
                 posts_racing_a_close_complete_exactly_once,
                 peer_close_fails_pending,
                 messages_sent_before_close_are_delivered,
+                graceful_close_delivers_everything_then_disconnects,
                 large_transfers_verify_by_checksum,
                 full_queue_is_back_pressure,
                 full_receive_queue_is_back_pressure,

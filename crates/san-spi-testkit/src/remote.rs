@@ -595,6 +595,38 @@ pub fn xp_messages_sent_before_close_are_delivered<H: Harness>(path: &str) {
     assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 11)));
 }
 
+/// A peer that closes and exits loses nothing it sent: its messages are delivered, in
+/// order, to receives posted after it is gone; then each receive completes with WSAEDISCON.
+pub fn xp_graceful_close_delivers_everything_then_disconnects<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let n = 20usize;
+    peer.ok(&format!("reg 1 {n} 5 r"));
+    peer.cmd("pattern 1 13");
+    for i in 0..n {
+        peer.ok(&format!("send 1 {i} 1 {i}"));
+    }
+    for i in 0..n {
+        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
+    }
+    peer.ok("close");
+    drop(peer); // the process exits: only we hold the shared memory now
+    let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
+    for i in 0..n {
+        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+        let r = wait_local(&ep);
+        assert_eq!(
+            (r.token, r.op, r.result),
+            (i as u64, Op::Recv, Ok(1)),
+            "message {i}"
+        );
+    }
+    assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 13)));
+    ep.post_recv(&[dst.sge(n..n + 1)], 99).unwrap();
+    let r = wait_local(&ep);
+    assert_eq!((r.token, r.result), (99, Err(WsaError::Discon)));
+    assert_eq!(dst.bytes[n], 0xEE);
+}
+
 /// Sending to a peer that posts no receives fills our queue: back-pressure (`QueueFull`),
 /// never another error; once the peer receives, every message arrives, in order.
 pub fn xp_full_queue_is_back_pressure<H: Harness>(path: &str) {
@@ -680,6 +712,7 @@ macro_rules! transport_conformance_cross_process {
                 xp_deregistration_while_in_flight,
                 xp_cache_callback_drops_overlapping,
                 xp_messages_sent_before_close_are_delivered,
+                xp_graceful_close_delivers_everything_then_disconnects,
                 xp_full_queue_is_back_pressure,
                 xp_provider_chosen_keys,
             );

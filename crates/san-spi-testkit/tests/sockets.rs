@@ -248,6 +248,58 @@ fn r_ovl_6_close_aborts_pending_recv_once() {
     assert_eq!(s.recv(3, &[dst.sge(64)], None, &sw), Err(WsaError::NotSock));
 }
 
+/// The peer's graceful close ends the stream: what it sent before closing is still
+/// received, blocking and overlapped, then each receive completes with zero bytes.
+#[test]
+fn graceful_close_reads_as_end_of_stream() {
+    let s = sockets("graceful");
+    connected(&s, 9307);
+    let sw = FakeSwitch::new();
+    let mut src = reg(&s, 64, 0, MemAccess::READ);
+    src.bytes[..3].copy_from_slice(b"bye");
+    let dst = reg(&s, 64, 0, MemAccess::WRITE);
+    assert_eq!(
+        s.send(2, &[src.sge(3)], None, &sw),
+        Ok(DataReturn::Complete { bytes: 3 })
+    );
+    assert_eq!(s.close(2, &sw), Ok(0));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        s.recv(3, &[dst.sge(64)], None, &sw),
+        Ok(DataReturn::Complete { bytes: 3 })
+    );
+    assert_eq!(&dst.bytes[..3], b"bye");
+    assert_eq!(
+        s.recv(3, &[dst.sge(64)], None, &sw),
+        Ok(DataReturn::Complete { bytes: 0 })
+    );
+    let ov = OverlappedRequest {
+        overlapped: 0x5000,
+        event: 0x11,
+        completion_routine: 0,
+        thread_id: None,
+    };
+    assert_eq!(
+        s.recv(3, &[dst.sge(64)], Some(ov), &sw),
+        Ok(DataReturn::Pending)
+    );
+    progress_until(&s, &sw, || sw.completions_of(0x5000) == 1);
+    assert_eq!(
+        sw.upcalls(),
+        vec![Upcall::CompleteOverlapped {
+            socket: 3,
+            overlapped: 0x5000,
+            error: 0,
+            bytes: 0
+        }]
+    );
+    assert_eq!(
+        s.send(3, &[src.sge(3)], None, &sw),
+        Err(WsaError::NotConn),
+        "sends after the peer closed are refused"
+    );
+}
+
 /// SO_MAX_RDMA_SIZE and SO_RDMA_THRESHOLD_SIZE (ws2san.h), and their errors.
 #[test]
 fn rdma_socket_options() {
