@@ -10,6 +10,10 @@
 //! - `solo`: both ends in one thread, no cache traffic: TSC ticks spent in each call
 //!   (send, the poll that receives, the repost, the poll that reaps the send) and the
 //!   cost of an empty poll — the software cost of a message.
+//! - `trace`: the ping-pong of two threads, timed in TSC ticks at each hand-off (a send
+//!   starting, the other side's poll returning its receive): medians of each leg, so the
+//!   time spent in software on the critical path can be told from the cache-line transfers
+//!   (compare the round trip with a bare one-line ping-pong's).
 //!
 //! Environment: `RING=BYTES` sets the ring capacity; `SLOW=1` lists round trips over 2 µs
 //! with their spacing (periodic stalls show up as a fixed stride).
@@ -118,6 +122,8 @@ fn main() {
         return;
     }
     if std::env::args().nth(2).as_deref() == Some("trace") {
+        // Each side stamps (TSC) the moment a send starts and the moment its poll returns a
+        // receive; the TSC is synchronised across the vCPUs (constant_tsc, nonstop_tsc).
         // SAFETY: rdtsc has no preconditions on x86_64.
         let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
         let mut srv = vec![(0u64, 0u64, 0u64); iters];
@@ -173,7 +179,7 @@ fn main() {
             at(&|i| (cli[i].1 - cli[i].0) as i64)
         );
         println!(
-            "  client send -> server poll sees recv {}",
+            "  client send -> server's poll returns it {}",
             at(&|i| srv[i].0 as i64 - cli[i].0 as i64)
         );
         println!(
@@ -181,7 +187,7 @@ fn main() {
             at(&|i| (srv[i].2 - srv[i].1) as i64)
         );
         println!(
-            "  server send -> client sees recv {}",
+            "  server send -> client's poll returns it {}",
             at(&|i| cli[i].2 as i64 - srv[i].1 as i64)
         );
         println!(
