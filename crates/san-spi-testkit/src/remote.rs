@@ -192,6 +192,12 @@ impl Peer {
             .collect()
     }
 
+    /// Kills the peer process (SIGKILL): it closes nothing, the kernel tears it down.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The checksum of a range of the peer's buffer `id`.
     pub fn sum(&mut self, id: u32, off: usize, len: usize) -> u64 {
         self.cmd(&format!("sum {id} {off} {len}"))
@@ -627,6 +633,42 @@ pub fn xp_graceful_close_delivers_everything_then_disconnects<H: Harness>(path: 
     assert_eq!(dst.bytes[n], 0xEE);
 }
 
+/// A peer killed without closing keeps what it sent: its whole messages are delivered to
+/// receives posted after its death, in order; the receive after them fails with
+/// WSAECONNRESET (no graceful end), and later receives are refused.
+pub fn xp_peer_death_keeps_what_it_sent<H: Harness>(path: &str) {
+    let (t, ep, mut peer) = connect::<H>(path);
+    let n = 10usize;
+    peer.ok(&format!("reg 1 {n} 5 r"));
+    peer.cmd("pattern 1 17");
+    for i in 0..n {
+        peer.ok(&format!("send 1 {i} 1 {i}"));
+    }
+    for i in 0..n {
+        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
+    }
+    peer.kill();
+    let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
+    for i in 0..n {
+        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+        let r = wait_local(&ep);
+        assert_eq!(
+            (r.token, r.op, r.result),
+            (i as u64, Op::Recv, Ok(1)),
+            "message {i}"
+        );
+    }
+    assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 17)));
+    ep.post_recv(&[dst.sge(n..n + 1)], 99).unwrap();
+    let r = wait_local(&ep);
+    assert_eq!((r.token, r.result), (99, Err(WsaError::ConnReset)));
+    assert_eq!(
+        ep.post_recv(&[dst.sge(n..n + 1)], 100),
+        Err(PostError::Closed)
+    );
+    assert_eq!(dst.bytes[n], 0xEE);
+}
+
 /// Sending to a peer that posts no receives fills our queue: back-pressure (`QueueFull`),
 /// never another error; once the peer receives, every message arrives, in order.
 pub fn xp_full_queue_is_back_pressure<H: Harness>(path: &str) {
@@ -713,6 +755,7 @@ macro_rules! transport_conformance_cross_process {
                 xp_cache_callback_drops_overlapping,
                 xp_messages_sent_before_close_are_delivered,
                 xp_graceful_close_delivers_everything_then_disconnects,
+                xp_peer_death_keeps_what_it_sent,
                 xp_full_queue_is_back_pressure,
                 xp_provider_chosen_keys,
             );
