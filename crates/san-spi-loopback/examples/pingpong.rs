@@ -10,7 +10,7 @@
 //! - `solo`: both ends in one thread, no cache traffic: TSC ticks spent in each call
 //!   (send, the poll that receives, the repost, the poll that reaps the send) and the
 //!   cost of an empty poll — the software cost of a message.
-//! - `trace`: the ping-pong of two threads, timed in TSC ticks at each hand-off (a send
+//! - `trace`: the `split` ping-pong, timed in TSC ticks at each hand-off (a send
 //!   starting, the other side's poll returning its receive): medians of each leg, so the
 //!   time spent in software on the critical path can be told from the cache-line transfers
 //!   (compare the round trip with a bare one-line ping-pong's).
@@ -40,7 +40,7 @@ fn main() {
     let s = std::thread::spawn(move || block_on(l.accept()).unwrap());
     // `split`: the client side has its own transport (its own registry), as a second
     // process would.
-    let split = std::env::args().nth(2).as_deref() == Some("split");
+    let split = matches!(std::env::args().nth(2).as_deref(), Some("split" | "trace"));
     let t2 =
         LoopbackTransport::new(format!("pingpong-{}", std::process::id())).with_ring_capacity(cap);
     let tc = if split { &t2 } else { &t };
