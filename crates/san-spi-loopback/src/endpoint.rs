@@ -552,11 +552,10 @@ impl Shared {
         if total > out.producer.max_payload() as u64 - 8 {
             return None;
         }
-        let parts: SmallVec<[(*const u8, usize); 8]> = sges
+        let parts = sges
             .iter()
             .filter(|s| s.len > 0)
-            .map(|s| (s.addr as *const u8, s.len as usize))
-            .collect();
+            .map(|s| (s.addr as *const u8, s.len as usize));
         let header = Header {
             kind: SEND,
             flags: FIRST | LAST,
@@ -566,7 +565,7 @@ impl Shared {
         // SAFETY: every part lies in a registration checked through the cache of `out`,
         // which stays locked for the copy (a deregistration quiesces that lock before it
         // returns).
-        match unsafe { out.producer.push_raw(header, &parts) } {
+        match unsafe { out.producer.push_parts(header, total as usize, parts) } {
             Ok(Ok(())) => {
                 // Completed under `out`, so send completions keep the order of the wire.
                 self.complete(token, Op::Send, Ok(total as u32));

@@ -328,13 +328,35 @@ impl Producer {
     /// Each part must be readable for its length for the duration of the call.
     pub unsafe fn push_raw(
         &mut self,
-        mut header: Header,
+        header: Header,
         parts: &[(*const u8, usize)],
+    ) -> Result<Result<(), Full>, Corrupt> {
+        let len = parts.iter().map(|p| p.1).sum();
+        // SAFETY: the caller's promise, passed on; `len` is the parts' total.
+        unsafe { self.push_parts(header, len, parts.iter().copied()) }
+    }
+
+    /// [`push_raw`](Self::push_raw) with the parts as an iterator and their total `len`
+    /// known: a message's SGEs go into the ring with no list built in between.
+    ///
+    /// # Safety
+    ///
+    /// Each part must be readable for its length for the duration of the call.
+    ///
+    /// # Panics
+    ///
+    /// If the parts do not add up to `len`, or `len` exceeds
+    /// [`max_payload`](Self::max_payload) (caller bugs, not peer input).
+    #[inline]
+    pub unsafe fn push_parts(
+        &mut self,
+        mut header: Header,
+        len: usize,
+        parts: impl IntoIterator<Item = (*const u8, usize)>,
     ) -> Result<Result<(), Full>, Corrupt> {
         if self.off_grid {
             return Err(Corrupt("the ring's tail started off the record grid"));
         }
-        let len: usize = parts.iter().map(|p| p.1).sum();
         assert!(
             len <= self.max_payload(),
             "payload larger than a record may carry"
@@ -372,14 +394,19 @@ impl Producer {
         }
         let pos = self.ring.offset(self.tail);
         self.ring.write(pos + 8, &header.to_bytes());
-        let mut at = pos + payload_offset(len);
-        for &(ptr, n) in parts {
-            assert!(at + n <= self.ring.capacity);
+        let start = pos + payload_offset(len);
+        let end = start + len;
+        assert!(end <= self.ring.capacity);
+        let mut at = start;
+        for (ptr, n) in parts {
+            assert!(n <= end - at, "the parts add up to more than `len`");
             // SAFETY: the caller guarantees `ptr..ptr + n` is readable; the destination is
-            // inside the data area (asserted) and free (between tail and head + capacity).
+            // inside this record's payload (asserted), which lies in the data area and is
+            // free (between tail and head + capacity).
             unsafe { copy_bytes(ptr, self.ring.data().add(at), n) };
             at += n;
         }
+        assert_eq!(at, end, "the parts add up to less than `len`");
         // The seal last, with release: the consumer that sees it sees the record. A plain
         // store (not a locked one, which would wait for the earlier lines first); the order
         // the sleep handshake needs comes from the fence in `consumer_sleeping`, after this.
@@ -431,9 +458,10 @@ impl Consumer {
 
     /// The next record's header, skipping padding; `None` if the ring is empty.
     ///
-    /// Inlined: returned through memory, the header is stored field by field and loaded
-    /// back whole, a store-forwarding stall on every record.
-    #[inline]
+    /// Always inlined: returned through memory, the header is stored field by field and
+    /// loaded back whole, a store-forwarding stall on every record (`#[inline]` alone left
+    /// it out of line in `consume_locked`).
+    #[inline(always)]
     pub fn peek(&mut self) -> Result<Option<Header>, Corrupt> {
         if self.off_grid {
             return Err(Corrupt("the ring's head started off the record grid"));
