@@ -72,6 +72,7 @@ impl Region {
     }
 
     /// `len` bytes at process address `addr` lie inside with `need`: returns `addr`.
+    #[inline]
     fn check(&self, addr: u64, len: u64, need: MemAccess) -> Option<u64> {
         let end = addr.checked_add(len)?;
         if addr < self.addr || end > self.addr + self.len || !self.access.contains(need) {
@@ -205,7 +206,28 @@ impl Registry {
     /// [`Guard::check_local`] through `cache`: no lock when the registration was checked
     /// before in this epoch. The caller holds the lock it registered for quiescence (see
     /// [`add_user`](Self::add_user)) from this check until its copy is done.
+    #[inline]
     pub fn check_cached(
+        &self,
+        cache: &mut Cache,
+        key: u64,
+        addr: u64,
+        len: u64,
+        need: MemAccess,
+    ) -> Option<u64> {
+        // The hit stays small enough to inline into every data path; the miss (a new epoch,
+        // the registry's read lock, a map lookup) is out of line.
+        if cache.epoch == self.epoch.load(Ordering::Acquire) {
+            if let Some((_, Some(region))) = cache.slots.iter().find(|s| s.0 == key) {
+                return region.check(addr, len, need);
+            }
+        }
+        self.check_uncached(cache, key, addr, len, need)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_uncached(
         &self,
         cache: &mut Cache,
         key: u64,
@@ -220,17 +242,13 @@ impl Registry {
                 ..Cache::default()
             };
         }
-        let region = match cache.slots.iter().find(|s| s.0 == key && s.1.is_some()) {
-            Some(&(_, region)) => region,
-            None => {
-                let regions = self.regions.read().unwrap_or_else(|e| e.into_inner());
-                let region = *regions.get(&key)?;
-                let slot = cache.next % CACHE_SLOTS;
-                cache.slots[slot] = (key, Some(region));
-                cache.next = cache.next.wrapping_add(1);
-                Some(region)
-            }
-        }?;
+        let region = {
+            let regions = self.regions.read().unwrap_or_else(|e| e.into_inner());
+            *regions.get(&key)?
+        };
+        let slot = cache.next % CACHE_SLOTS;
+        cache.slots[slot] = (key, Some(region));
+        cache.next = cache.next.wrapping_add(1);
         region.check(addr, len, need)
     }
 
