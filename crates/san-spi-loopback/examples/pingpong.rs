@@ -168,32 +168,25 @@ fn main() {
                 *slot = (a, b, d);
             }
         });
-        let med = |mut v: Vec<i64>| {
-            v.sort_unstable();
-            v[v.len() / 2]
-        };
-        let at = |f: &dyn Fn(usize) -> i64| med((iters / 10..iters).map(f).collect());
+        // Each leg: (label, ticks of round trip `i`), skipping the first tenth as warm-up.
+        type Leg<'a> = (&'a str, &'a dyn Fn(usize) -> i64);
+        let legs: [Leg<'_>; 5] = [
+            ("client post_send", &|i| (cli[i].1 - cli[i].0) as i64),
+            ("client send -> server's poll returns it", &|i| {
+                srv[i].0 as i64 - cli[i].0 as i64
+            }),
+            ("server post_send", &|i| (srv[i].2 - srv[i].1) as i64),
+            ("server send -> client's poll returns it", &|i| {
+                cli[i].2 as i64 - srv[i].1 as i64
+            }),
+            ("round trip", &|i| (cli[i].2 - cli[i].0) as i64),
+        ];
         println!("trace (TSC ticks, medians):");
-        println!(
-            "  client post_send          {}",
-            at(&|i| (cli[i].1 - cli[i].0) as i64)
-        );
-        println!(
-            "  client send -> server's poll returns it {}",
-            at(&|i| srv[i].0 as i64 - cli[i].0 as i64)
-        );
-        println!(
-            "  server post_send          {}",
-            at(&|i| (srv[i].2 - srv[i].1) as i64)
-        );
-        println!(
-            "  server send -> client's poll returns it {}",
-            at(&|i| cli[i].2 as i64 - srv[i].1 as i64)
-        );
-        println!(
-            "  round trip                {}",
-            at(&|i| (cli[i].2 - cli[i].0) as i64)
-        );
+        for (label, leg) in legs {
+            let mut v: Vec<i64> = (iters / 10..iters).map(leg).collect();
+            v.sort_unstable();
+            println!("  {label:<40} {}", v[v.len() / 2]);
+        }
         return;
     }
     std::thread::scope(|scope| {

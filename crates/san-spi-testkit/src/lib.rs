@@ -809,44 +809,49 @@ pub fn peer_close_fails_pending<H: Harness>() {
     }
 }
 
-/// Messages sent just before the sender closes are still delivered, in order; only then do
-/// the receiver's remaining receives fail.
-pub fn messages_sent_before_close_are_delivered<H: Harness>() {
-    let (t, c, s) = pair::<H>("messages_sent_before_close_are_delivered");
-    let n = 50usize;
-    let mut src = Buf::new(&t, n, 0, MemAccess::READ);
+/// Sends `n` one-byte messages, bytes `first`, `first + 1`, …, tokens `0..n`, and waits
+/// until each send completed, in order.
+fn send_one_byte_messages<T: Memory, E: Endpoint>(t: &T, c: &E, n: usize, first: u8) {
+    let mut src = Buf::new(t, n, 0, MemAccess::READ);
     for (i, b) in src.bytes.iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
-    for i in 0..=n {
-        s.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+        *b = first.wrapping_add(i as u8);
     }
     for i in 0..n {
         c.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
     }
     for i in 0..n {
-        assert_eq!(
-            wait_one(&c),
-            Completion {
-                token: i as u64,
-                op: Op::Send,
-                result: Ok(1)
-            }
-        );
+        let sent = Completion {
+            token: i as u64,
+            op: Op::Send,
+            result: Ok(1),
+        };
+        assert_eq!(wait_one(c), sent);
     }
+}
+
+/// `r` is the receive of one-byte message `i` (token `i`).
+pub(crate) fn expect_one_byte_message(r: &Completion, i: usize) {
+    let received = Completion {
+        token: i as u64,
+        op: Op::Recv,
+        result: Ok(1),
+    };
+    assert_eq!(*r, received, "message {i}");
+}
+
+/// Messages sent just before the sender closes are still delivered, in order; only then do
+/// the receiver's remaining receives fail.
+pub fn messages_sent_before_close_are_delivered<H: Harness>() {
+    let (t, c, s) = pair::<H>("messages_sent_before_close_are_delivered");
+    let n = 50usize;
+    let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
+    for i in 0..=n {
+        s.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+    }
+    send_one_byte_messages(&t, &c, n, 0);
     c.close();
     for i in 0..n {
-        let r = wait_one(&s);
-        assert_eq!(
-            r,
-            Completion {
-                token: i as u64,
-                op: Op::Recv,
-                result: Ok(1)
-            },
-            "message {i}"
-        );
+        expect_one_byte_message(&wait_one(&s), i);
     }
     let last = wait_one(&s);
     assert_eq!(last.token, n as u64);
@@ -863,23 +868,7 @@ pub fn messages_sent_before_close_are_delivered<H: Harness>() {
 pub fn graceful_close_delivers_everything_then_disconnects<H: Harness>() {
     let (t, c, s) = pair::<H>("graceful_close_delivers_everything_then_disconnects");
     let n = 20usize;
-    let mut src = Buf::new(&t, n, 0, MemAccess::READ);
-    for (i, b) in src.bytes.iter_mut().enumerate() {
-        *b = 100 + i as u8;
-    }
-    for i in 0..n {
-        c.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
-    }
-    for i in 0..n {
-        assert_eq!(
-            wait_one(&c),
-            Completion {
-                token: i as u64,
-                op: Op::Send,
-                result: Ok(1)
-            }
-        );
-    }
+    send_one_byte_messages(&t, &c, n, 100);
     c.close();
     drop(c);
     // Give the close time to arrive before any receive exists.
@@ -888,15 +877,7 @@ pub fn graceful_close_delivers_everything_then_disconnects<H: Harness>() {
     let dst = Buf::new(&t, n + 2, 0xEE, MemAccess::WRITE);
     for i in 0..n {
         s.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
-        assert_eq!(
-            wait_one(&s),
-            Completion {
-                token: i as u64,
-                op: Op::Recv,
-                result: Ok(1)
-            },
-            "message {i}"
-        );
+        expect_one_byte_message(&wait_one(&s), i);
     }
     assert!(dst.bytes[..n]
         .iter()

@@ -10,7 +10,7 @@
 //! `transport_conformance_cross_process!(name, Harness)` instantiates it; the peer must be
 //! reachable from the parent under the address the harness listens on.
 
-use crate::{checksum, pattern, Buf, Harness, TIMEOUT};
+use crate::{checksum, expect_one_byte_message, pattern, Buf, Harness, TIMEOUT};
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Memory, Op, PostError, RemoteTarget, Sge,
     Transport,
@@ -569,6 +569,29 @@ pub fn xp_cache_callback_drops_overlapping<H: Harness>(path: &str) {
     }
 }
 
+/// The peer sends `n` one-byte messages of pattern `seed` (bytes `0..n` of its buffer 1, one
+/// each) and waits until every send completed.
+fn peer_sends_one_byte_messages(peer: &mut Peer, n: usize, seed: u8) {
+    peer.ok(&format!("reg 1 {n} 5 r"));
+    peer.cmd(&format!("pattern 1 {seed}"));
+    for i in 0..n {
+        peer.ok(&format!("send 1 {i} 1 {i}"));
+    }
+    for i in 0..n {
+        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
+    }
+}
+
+/// Receives the `n` one-byte messages of `peer_sends_one_byte_messages(.., seed)` into
+/// `dst[..n]`, each posted only once the one before it completed, and checks them.
+fn receive_one_byte_messages<E: Endpoint, T: Memory>(ep: &E, dst: &Buf<'_, T>, n: usize, seed: u8) {
+    for i in 0..n {
+        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+        expect_one_byte_message(&wait_local(ep), i);
+    }
+    assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, seed)));
+}
+
 /// Messages the peer sent before it closed all arrive, in order; the receive after them
 /// fails.
 pub fn xp_messages_sent_before_close_are_delivered<H: Harness>(path: &str) {
@@ -578,22 +601,10 @@ pub fn xp_messages_sent_before_close_are_delivered<H: Harness>(path: &str) {
     for i in 0..=n {
         ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
     }
-    peer.ok(&format!("reg 1 {n} 5 r"));
-    peer.cmd("pattern 1 11");
-    for i in 0..n {
-        peer.ok(&format!("send 1 {i} 1 {i}"));
-    }
-    for i in 0..n {
-        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
-    }
+    peer_sends_one_byte_messages(&mut peer, n, 11);
     peer.ok("close");
     for i in 0..n {
-        let r = wait_local(&ep);
-        assert_eq!(
-            (r.token, r.op, r.result),
-            (i as u64, Op::Recv, Ok(1)),
-            "message {i}"
-        );
+        expect_one_byte_message(&wait_local(&ep), i);
     }
     let last = wait_local(&ep);
     assert_eq!(last.token, n as u64);
@@ -606,27 +617,11 @@ pub fn xp_messages_sent_before_close_are_delivered<H: Harness>(path: &str) {
 pub fn xp_graceful_close_delivers_everything_then_disconnects<H: Harness>(path: &str) {
     let (t, ep, mut peer) = connect::<H>(path);
     let n = 20usize;
-    peer.ok(&format!("reg 1 {n} 5 r"));
-    peer.cmd("pattern 1 13");
-    for i in 0..n {
-        peer.ok(&format!("send 1 {i} 1 {i}"));
-    }
-    for i in 0..n {
-        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
-    }
+    peer_sends_one_byte_messages(&mut peer, n, 13);
     peer.ok("close");
     drop(peer); // the process exits: only we hold the shared memory now
     let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
-    for i in 0..n {
-        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
-        let r = wait_local(&ep);
-        assert_eq!(
-            (r.token, r.op, r.result),
-            (i as u64, Op::Recv, Ok(1)),
-            "message {i}"
-        );
-    }
-    assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 13)));
+    receive_one_byte_messages(&ep, &dst, n, 13);
     ep.post_recv(&[dst.sge(n..n + 1)], 99).unwrap();
     let r = wait_local(&ep);
     assert_eq!((r.token, r.result), (99, Err(WsaError::Discon)));
@@ -639,26 +634,10 @@ pub fn xp_graceful_close_delivers_everything_then_disconnects<H: Harness>(path: 
 pub fn xp_peer_death_keeps_what_it_sent<H: Harness>(path: &str) {
     let (t, ep, mut peer) = connect::<H>(path);
     let n = 10usize;
-    peer.ok(&format!("reg 1 {n} 5 r"));
-    peer.cmd("pattern 1 17");
-    for i in 0..n {
-        peer.ok(&format!("send 1 {i} 1 {i}"));
-    }
-    for i in 0..n {
-        assert_eq!(peer.cmd("wait"), format!("{i} send ok 1"));
-    }
+    peer_sends_one_byte_messages(&mut peer, n, 17);
     peer.kill();
     let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
-    for i in 0..n {
-        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
-        let r = wait_local(&ep);
-        assert_eq!(
-            (r.token, r.op, r.result),
-            (i as u64, Op::Recv, Ok(1)),
-            "message {i}"
-        );
-    }
-    assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 17)));
+    receive_one_byte_messages(&ep, &dst, n, 17);
     // The end may already be known (the last message consumed after the death was seen):
     // then the receive is refused; otherwise it completes with the reset.
     match ep.post_recv(&[dst.sge(n..n + 1)], 99) {
