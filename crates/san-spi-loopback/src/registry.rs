@@ -222,19 +222,14 @@ impl Registry {
                 return region.check(addr, len, need);
             }
         }
-        self.check_uncached(cache, key, addr, len, need)
+        self.cache_miss(cache, key)?.check(addr, len, need)
     }
 
+    /// Looks `key` up under the read lock and caches it (starting the cache afresh in a new
+    /// epoch).
     #[cold]
     #[inline(never)]
-    fn check_uncached(
-        &self,
-        cache: &mut Cache,
-        key: u64,
-        addr: u64,
-        len: u64,
-        need: MemAccess,
-    ) -> Option<u64> {
+    fn cache_miss(&self, cache: &mut Cache, key: u64) -> Option<Region> {
         let epoch = self.epoch.load(Ordering::Acquire);
         if cache.epoch != epoch {
             *cache = Cache {
@@ -249,7 +244,7 @@ impl Registry {
         let slot = cache.next % CACHE_SLOTS;
         cache.slots[slot] = (key, Some(region));
         cache.next = cache.next.wrapping_add(1);
-        region.check(addr, len, need)
+        Some(region)
     }
 
     /// The descriptor of `handle`.
