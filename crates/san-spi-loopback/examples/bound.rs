@@ -319,6 +319,9 @@ fn loopback(iters: usize, round: usize) -> u64 {
             let mut done = 0;
             while done < iters {
                 let n = s.poll(&mut cs);
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
                 for x in &cs[..n] {
                     if x.op == Op::Recv {
                         s.post_send(&[sge(hs, 3)], 0).unwrap();
@@ -335,6 +338,9 @@ fn loopback(iters: usize, round: usize) -> u64 {
             c.post_send(&[sge(hc, 0)], 0).unwrap();
             'wait: loop {
                 let n = c.poll(&mut cs);
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
                 for x in &cs[..n] {
                     if x.op == Op::Recv {
                         break 'wait;
