@@ -162,6 +162,34 @@ pub fn wait_one<E: Endpoint>(ep: &E) -> Completion {
     }
 }
 
+/// Posts an RDMA write (`Op::RdmaWrite`) or read (`Op::RdmaRead`) of `sges` against the
+/// region of `descriptor` at `offset`; panics if the post is refused.
+pub(crate) fn post_rdma<E: Endpoint>(
+    ep: &E,
+    op: Op,
+    sges: &[Sge],
+    descriptor: &[u8],
+    offset: u64,
+    token: u64,
+) {
+    let target = RemoteTarget { descriptor, offset };
+    let posted = match op {
+        Op::RdmaWrite => ep.rdma_write(sges, target, token),
+        Op::RdmaRead => ep.rdma_read(sges, target, token),
+        other => panic!("{other:?} is not an RDMA operation"),
+    };
+    posted.expect("post RDMA");
+}
+
+/// `descriptor` with its key changed: the same shape, naming no registration.
+pub(crate) fn forged(descriptor: &[u8]) -> Vec<u8> {
+    let mut forged = descriptor.to_vec();
+    for b in forged.iter_mut().skip(8).take(8) {
+        *b ^= 0x5C;
+    }
+    forged
+}
+
 /// Asserts no completion arrives within `d`.
 pub fn assert_quiet<E: Endpoint>(ep: &E, d: Duration) {
     let deadline = Instant::now() + d;
@@ -412,30 +440,14 @@ pub fn access_rights_are_enforced<H: Harness>() {
     let wo = Buf::new(&t, 4096, 0x22, MemAccess::WRITE);
     let local = Buf::new(&t, 4096, 0x33, MemAccess::READ_WRITE);
     let d = ro.descriptor();
-    c.rdma_write(
-        &[local.sge(0..100)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        1,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[local.sge(0..100)], &d, 0, 1);
     assert!(wait_one(&c).result.is_err());
     assert!(
         ro.bytes.iter().all(|&x| x == 0x11),
         "read-only region written"
     );
     let d = wo.descriptor();
-    c.rdma_read(
-        &[local.sge(0..100)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        2,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaRead, &[local.sge(0..100)], &d, 0, 2);
     assert!(wait_one(&c).result.is_err());
     assert!(
         local.bytes.iter().all(|&x| x == 0x33),
@@ -499,42 +511,15 @@ pub fn bad_remote_accesses_touch_nothing<H: Harness>() {
     let src = Buf::new(&t, 8192, 0x01, MemAccess::READ_WRITE);
     let d = region.descriptor();
     // Runs past the end by one byte.
-    c.rdma_write(
-        &[src.sge(0..4097)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 4096,
-        },
-        1,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..4097)], &d, 4096, 1);
     assert!(wait_one(&c).result.is_err());
     // Offset beyond the region.
-    c.rdma_read(
-        &[src.sge(0..1)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 1 << 40,
-        },
-        2,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaRead, &[src.sge(0..1)], &d, 1 << 40, 2);
     assert!(wait_one(&c).result.is_err());
     assert!(region.bytes.iter().all(|&x| x == 0x5A), "bytes touched");
     // Forged: same shape, different key.
-    let mut forged = d.clone();
-    for b in forged.iter_mut().skip(8).take(8) {
-        *b ^= 0x5C;
-    }
-    c.rdma_write(
-        &[src.sge(0..10)],
-        RemoteTarget {
-            descriptor: &forged,
-            offset: 0,
-        },
-        3,
-    )
-    .unwrap();
+    let forged = forged(&d);
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..10)], &forged, 0, 3);
     assert!(wait_one(&c).result.is_err());
     // Malformed: refused at post time.
     assert_eq!(
@@ -550,15 +535,7 @@ pub fn bad_remote_accesses_touch_nothing<H: Harness>() {
     );
     // Stale.
     region.deregister();
-    c.rdma_write(
-        &[src.sge(0..10)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        5,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..10)], &d, 0, 5);
     assert!(wait_one(&c).result.is_err());
     assert!(region.bytes.iter().all(|&x| x == 0x5A), "bytes touched");
 }
@@ -596,29 +573,13 @@ pub fn deregistration_while_in_flight<H: Harness>() {
     let mut region = Buf::new(&t, len, 0, MemAccess::READ_WRITE);
     let src = Buf::new(&t, len, 0x77, MemAccess::READ);
     let d = region.descriptor();
-    c.rdma_write(
-        &[src.sge(0..len)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        1,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..len)], &d, 0, 1);
     std::thread::sleep(Duration::from_millis(1));
     region.deregister();
     let r = wait_one(&c);
     assert_eq!(r.token, 1);
     assert!(r.result == Ok(len as u32) || r.result.is_err());
-    c.rdma_write(
-        &[src.sge(0..10)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        2,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..10)], &d, 0, 2);
     assert!(wait_one(&c).result.is_err());
 }
 
@@ -641,15 +602,7 @@ pub fn cache_callback_drops_every_overlapping<H: Harness>() {
     assert!(t.export(r2, &mut d).is_err());
     let n = t.export(r3, &mut d).unwrap();
     let src = Buf::new(&t, 10, 1, MemAccess::READ);
-    c.rdma_write(
-        &[src.sge(0..10)],
-        RemoteTarget {
-            descriptor: &d[..n],
-            offset: 0,
-        },
-        1,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..10)], &d[..n], 0, 1);
     assert_eq!(wait_one(&c).result, Ok(10));
     assert_eq!(&mem[200..210], &[1u8; 10]);
     t.deregister(r3).unwrap();
@@ -928,26 +881,10 @@ pub fn large_transfers_verify_by_checksum<H: Harness>() {
     assert_eq!(checksum(&dst.bytes), sum, "message checksum");
     let region = Buf::new(&t, len, 0, MemAccess::READ_WRITE);
     let d = region.descriptor();
-    c.rdma_write(
-        &[src.sge(0..len)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        3,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaWrite, &[src.sge(0..len)], &d, 0, 3);
     assert_eq!(wait_one(&c).result, Ok(len as u32));
     assert_eq!(checksum(&region.bytes), sum, "RDMA write checksum");
-    c.rdma_read(
-        &[dst.sge(0..len)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        4,
-    )
-    .unwrap();
+    post_rdma(&c, Op::RdmaRead, &[dst.sge(0..len)], &d, 0, 4);
     assert_eq!(wait_one(&c).result, Ok(len as u32));
     assert_eq!(checksum(&dst.bytes), sum, "RDMA read checksum");
 }

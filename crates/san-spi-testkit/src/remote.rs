@@ -10,7 +10,9 @@
 //! `transport_conformance_cross_process!(name, Harness)` instantiates it; the peer must be
 //! reachable from the parent under the address the harness listens on.
 
-use crate::{checksum, expect_one_byte_message, pattern, Buf, Harness, TIMEOUT};
+use crate::{
+    checksum, expect_one_byte_message, forged, pattern, post_rdma, wait_one, Buf, Harness, TIMEOUT,
+};
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Memory, Op, PostError, RemoteTarget, Sge,
     Transport,
@@ -265,10 +267,6 @@ pub fn connect<H: Harness>(path: &str) -> (H::T, <H::T as Transport>::Endpoint, 
     (t, ep, peer)
 }
 
-fn wait_local<E: Endpoint>(ep: &E) -> Completion {
-    crate::wait_one(ep)
-}
-
 /// Connects across processes and exchanges a message each way.
 pub fn xp_exchange<H: Harness>(path: &str) {
     let (t, ep, mut peer) = connect::<H>(path);
@@ -277,14 +275,14 @@ pub fn xp_exchange<H: Harness>(path: &str) {
     let mut a = Buf::new(&t, 64, 0, MemAccess::READ_WRITE);
     a.bytes[..4].copy_from_slice(b"ping");
     ep.post_send(&[a.sge(0..4)], 1).unwrap();
-    assert_eq!(wait_local(&ep).result, Ok(4));
+    assert_eq!(wait_one(&ep).result, Ok(4));
     assert_eq!(peer.cmd("wait"), "7 recv ok 4");
     assert_eq!(peer.sum(1, 0, 4), checksum(b"ping"));
     ep.post_recv(&[a.sge(0..64)], 2).unwrap();
     peer.ok("send 1 0 4 8");
     assert_eq!(peer.cmd("wait"), "8 send ok 4");
     assert_eq!(
-        wait_local(&ep),
+        wait_one(&ep),
         Completion {
             token: 2,
             op: Op::Recv,
@@ -324,7 +322,7 @@ pub fn xp_order_and_boundaries<H: Harness>(path: &str) {
     }
     for (i, &n) in sizes.iter().enumerate() {
         assert_eq!(
-            wait_local(&ep),
+            wait_one(&ep),
             Completion {
                 token: i as u64,
                 op: Op::Send,
@@ -370,7 +368,7 @@ pub fn xp_rdma_write_read<H: Harness>(path: &str) {
     };
     ep.rdma_write(&sges, target, 1).unwrap();
     assert_eq!(
-        wait_local(&ep),
+        wait_one(&ep),
         Completion {
             token: 1,
             op: Op::RdmaWrite,
@@ -389,7 +387,7 @@ pub fn xp_rdma_write_read<H: Harness>(path: &str) {
         .collect();
     ep.rdma_read(&rs, target, 2).unwrap();
     assert_eq!(
-        wait_local(&ep),
+        wait_one(&ep),
         Completion {
             token: 2,
             op: Op::RdmaRead,
@@ -416,35 +414,16 @@ pub fn xp_bad_accesses_touch_nothing<H: Harness>(path: &str) {
         };
         ep.rdma_write(&[src.sge(0..*len)], target, i as u64)
             .unwrap();
-        assert!(wait_local(&ep).result.is_err(), "attempt {i} succeeded");
+        assert!(wait_one(&ep).result.is_err(), "attempt {i} succeeded");
     }
-    let mut forged = rw.clone();
-    for b in forged.iter_mut().skip(8).take(8) {
-        *b ^= 0x5C;
-    }
-    ep.rdma_write(
-        &[src.sge(0..10)],
-        RemoteTarget {
-            descriptor: &forged,
-            offset: 0,
-        },
-        9,
-    )
-    .unwrap();
-    assert!(wait_local(&ep).result.is_err());
+    let forged = forged(&rw);
+    post_rdma(&ep, Op::RdmaWrite, &[src.sge(0..10)], &forged, 0, 9);
+    assert!(wait_one(&ep).result.is_err());
     assert_eq!(peer.sum(1, 0, 4096), checksum(&[17u8; 4096]));
     assert_eq!(peer.sum(2, 0, 8192), checksum(&[90u8; 8192]));
     peer.ok("dereg 2");
-    ep.rdma_write(
-        &[src.sge(0..10)],
-        RemoteTarget {
-            descriptor: &rw,
-            offset: 0,
-        },
-        10,
-    )
-    .unwrap();
-    assert!(wait_local(&ep).result.is_err(), "stale descriptor accepted");
+    post_rdma(&ep, Op::RdmaWrite, &[src.sge(0..10)], &rw, 0, 10);
+    assert!(wait_one(&ep).result.is_err(), "stale descriptor accepted");
 }
 
 /// The peer closing fails our pending receive promptly; our close aborts the peer's.
@@ -461,7 +440,7 @@ pub fn xp_close_fails_pending_both_ways<H: Harness>(path: &str) {
     for i in 0..3 {
         assert_eq!(peer.cmd("wait"), format!("{i} recv err 995"));
     }
-    let r = wait_local(&ep);
+    let r = wait_one(&ep);
     assert_eq!(r.token, 5);
     assert!(r.result.is_err());
     assert!(
@@ -481,21 +460,13 @@ pub fn xp_large_transfers<H: Harness>(path: &str) {
     peer.ok(&format!("reg 1 {len} 0 rw"));
     peer.ok(&format!("recv 1 0 {len} 1"));
     ep.post_send(&[src.sge(0..len)], 2).unwrap();
-    assert_eq!(wait_local(&ep).result, Ok(len as u32));
+    assert_eq!(wait_one(&ep).result, Ok(len as u32));
     assert_eq!(peer.cmd("wait"), format!("1 recv ok {len}"));
     assert_eq!(peer.sum(1, 0, len), checksum(&data));
     peer.ok(&format!("reg 2 {len} 0 rw"));
     let d = peer.descriptor(2);
-    ep.rdma_write(
-        &[src.sge(0..len)],
-        RemoteTarget {
-            descriptor: &d,
-            offset: 0,
-        },
-        3,
-    )
-    .unwrap();
-    assert_eq!(wait_local(&ep).result, Ok(len as u32));
+    post_rdma(&ep, Op::RdmaWrite, &[src.sge(0..len)], &d, 0, 3);
+    assert_eq!(wait_one(&ep).result, Ok(len as u32));
     assert_eq!(peer.sum(2, 0, len), checksum(&data));
 }
 
@@ -532,12 +503,12 @@ pub fn xp_deregistration_while_in_flight<H: Harness>(path: &str) {
     };
     ep.rdma_write(&[src.sge(0..len)], target, 1).unwrap();
     peer.ok("dereg 1");
-    let r = wait_local(&ep);
+    let r = wait_one(&ep);
     assert_eq!(r.token, 1);
     assert!(r.result == Ok(len as u32) || r.result.is_err(), "{r:?}");
     ep.rdma_write(&[src.sge(0..10)], target, 2).unwrap();
     assert!(
-        wait_local(&ep).result.is_err(),
+        wait_one(&ep).result.is_err(),
         "a deregistered target was written"
     );
 }
@@ -558,7 +529,7 @@ pub fn xp_cache_callback_drops_overlapping<H: Harness>(path: &str) {
             offset: 0,
         };
         ep.rdma_write(&[src.sge(0..64)], target, i as u64).unwrap();
-        let r = wait_local(&ep);
+        let r = wait_one(&ep);
         if i == 1 {
             assert!(r.result.is_err(), "an invalidated registration was written");
             assert_eq!(peer.sum(2, 0, 64), checksum(&[0u8; 64]));
@@ -587,7 +558,7 @@ fn peer_sends_one_byte_messages(peer: &mut Peer, n: usize, seed: u8) {
 fn receive_one_byte_messages<E: Endpoint, T: Memory>(ep: &E, dst: &Buf<'_, T>, n: usize, seed: u8) {
     for i in 0..n {
         ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
-        expect_one_byte_message(&wait_local(ep), i);
+        expect_one_byte_message(&wait_one(ep), i);
     }
     assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, seed)));
 }
@@ -604,9 +575,9 @@ pub fn xp_messages_sent_before_close_are_delivered<H: Harness>(path: &str) {
     peer_sends_one_byte_messages(&mut peer, n, 11);
     peer.ok("close");
     for i in 0..n {
-        expect_one_byte_message(&wait_local(&ep), i);
+        expect_one_byte_message(&wait_one(&ep), i);
     }
-    let last = wait_local(&ep);
+    let last = wait_one(&ep);
     assert_eq!(last.token, n as u64);
     assert!(last.result.is_err(), "the receive after the close fails");
     assert_eq!(checksum(&dst.bytes[..n]), checksum(&pattern(n, 11)));
@@ -623,7 +594,7 @@ pub fn xp_graceful_close_delivers_everything_then_disconnects<H: Harness>(path: 
     let dst = Buf::new(&t, n + 1, 0xEE, MemAccess::WRITE);
     receive_one_byte_messages(&ep, &dst, n, 13);
     ep.post_recv(&[dst.sge(n..n + 1)], 99).unwrap();
-    let r = wait_local(&ep);
+    let r = wait_one(&ep);
     assert_eq!((r.token, r.result), (99, Err(WsaError::Discon)));
     assert_eq!(dst.bytes[n], 0xEE);
 }
@@ -642,7 +613,7 @@ pub fn xp_peer_death_keeps_what_it_sent<H: Harness>(path: &str) {
     // then the receive is refused; otherwise it completes with the reset.
     match ep.post_recv(&[dst.sge(n..n + 1)], 99) {
         Ok(()) => {
-            let r = wait_local(&ep);
+            let r = wait_one(&ep);
             assert_eq!((r.token, r.result), (99, Err(WsaError::ConnReset)));
         }
         Err(e) => assert_eq!(e, PostError::Closed),
@@ -682,7 +653,7 @@ pub fn xp_full_queue_is_back_pressure<H: Harness>(path: &str) {
         }
     }
     while sent < posted {
-        let c = wait_local(&ep);
+        let c = wait_one(&ep);
         assert_eq!((c.token, c.result), (sent, Ok(len as u32)));
         sent += 1;
     }
@@ -708,12 +679,12 @@ pub fn xp_provider_chosen_keys<H: Harness>(path: &str) {
         offset: 0,
     };
     ep.rdma_write(&[src.sge(0..4096)], target, 1).unwrap();
-    assert_eq!(wait_local(&ep).result, Ok(4096));
+    assert_eq!(wait_one(&ep).result, Ok(4096));
     assert_eq!(peer.sum(1, 0, 4096), checksum(&[0x3Cu8; 4096]));
     peer.ok("dereg 1");
     ep.rdma_write(&[src.sge(0..4096)], target, 2).unwrap();
     assert!(
-        wait_local(&ep).result.is_err(),
+        wait_one(&ep).result.is_err(),
         "a deregistered key was written"
     );
 }
