@@ -24,6 +24,7 @@ use san_spi_core::transport::{
 };
 use san_spi_core::WsaError;
 use san_spi_loopback::{CopyMode, LoopbackEndpoint, LoopbackTransport};
+use san_spi_testkit::wait_within;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -58,21 +59,6 @@ fn mode_name(mode: CopyMode) -> &'static str {
 
 fn mode_byte(mode: CopyMode) -> u8 {
     (mode == CopyMode::SingleCopy) as u8
-}
-
-fn wait_one<E: Endpoint>(ep: &E, timeout: Duration) -> Completion {
-    let deadline = Instant::now() + timeout;
-    let mut c = [Completion::default(); 1];
-    loop {
-        if ep.poll(&mut c) == 1 {
-            return c[0];
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no completion within {timeout:?}"
-        );
-        ep.wait(Duration::from_millis(20));
-    }
 }
 
 /// A heap buffer registered with a transport; deregistered on drop.
@@ -345,7 +331,7 @@ fn session_with(
     let ep = common::connect_to_child(&t, addr, &mut child, STEP);
     let hello = Buf::new(&t, 128, 0, MemAccess::WRITE);
     ep.post_recv(&[hello.sge(0..128)], 1).unwrap();
-    assert_eq!(wait_one(&ep, STEP).result, Ok(98), "the child's hello");
+    assert_eq!(wait_within(&ep, STEP).result, Ok(98), "the child's hello");
     let mode_of = |b: u8| {
         if b == 1 {
             CopyMode::SingleCopy
@@ -405,7 +391,7 @@ impl Session {
         let mut b = Buf::new(&self.t, bytes.len().max(1), 0, MemAccess::READ);
         b.bytes[..bytes.len()].copy_from_slice(bytes);
         self.ep.post_send(&[b.sge(0..bytes.len())], 0xC0DE).unwrap();
-        let c = wait_one(&self.ep, STEP);
+        let c = wait_within(&self.ep, STEP);
         assert_eq!((c.token, c.result), (0xC0DE, Ok(bytes.len() as u32)));
     }
 
@@ -477,7 +463,7 @@ fn echo_keeps_order_and_boundaries(test: &str, mode: CopyMode) {
     let mut src_at = 0;
     let mut dst_at = 0;
     while sent < sizes.len() || received < sizes.len() {
-        let c = wait_one(&s.ep, STEP);
+        let c = wait_within(&s.ep, STEP);
         match c.op {
             Op::Send => {
                 assert_eq!((c.token, c.result), (sent as u64, Ok(sizes[sent] as u32)));
@@ -538,7 +524,7 @@ fn rdma_round_trip(s: &Session) {
     ];
     s.ep.rdma_write(&wsges, s.target(&s.rw, offset as u64), 10)
         .unwrap();
-    let c = wait_one(&s.ep, STEP);
+    let c = wait_within(&s.ep, STEP);
     assert_eq!(
         (c.token, c.op, c.result),
         (10, Op::RdmaWrite, Ok(total as u32))
@@ -550,7 +536,7 @@ fn rdma_round_trip(s: &Session) {
         .collect();
     s.ep.rdma_read(&rsges, s.target(&s.rw, offset as u64), 11)
         .unwrap();
-    let c = wait_one(&s.ep, STEP);
+    let c = wait_within(&s.ep, STEP);
     assert_eq!(
         (c.token, c.op, c.result),
         (11, Op::RdmaRead, Ok(total as u32))
@@ -565,7 +551,7 @@ fn rdma_round_trip(s: &Session) {
         whole.sge(2 * third..RW_LEN),
     ];
     s.ep.rdma_read(&sges, s.target(&s.rw, 0), 12).unwrap();
-    assert_eq!(wait_one(&s.ep, STEP).result, Ok(RW_LEN as u32));
+    assert_eq!(wait_within(&s.ep, STEP).result, Ok(RW_LEN as u32));
     assert!(
         whole.bytes[..offset].iter().all(|&x| x == RW_FILL),
         "written before the offset"
@@ -586,7 +572,7 @@ fn rdma_round_trip(s: &Session) {
     let reply = Buf::new(&s.t, 8, 0, MemAccess::WRITE);
     s.ep.post_recv(&[reply.sge(0..8)], 13).unwrap();
     s.send(&cmd);
-    let c = wait_one(&s.ep, STEP);
+    let c = wait_within(&s.ep, STEP);
     assert_eq!((c.token, c.result), (13, Ok(8)));
     assert_eq!(&reply.bytes[..], b"PUSH:OK ", "the child's RDMA");
     assert!(
@@ -607,7 +593,7 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     let src = Buf::new(&s.t, 128 << 10, 0x01, MemAccess::READ_WRITE);
     let local = Buf::new(&s.t, 128 << 10, 0x33, MemAccess::READ_WRITE);
     let fails = |what: &str, token: u64| {
-        let c = wait_one(&s.ep, STEP);
+        let c = wait_within(&s.ep, STEP);
         assert_eq!(c.token, token, "{what}");
         assert!(c.result.is_err(), "{what}: {:?}", c.result);
     };
@@ -643,7 +629,7 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     let back = Buf::new(&s.t, RO_LEN, 0, MemAccess::WRITE);
     s.ep.rdma_read(&[back.sge(0..RO_LEN)], s.target(&s.ro, 0), 7)
         .unwrap();
-    assert_eq!(wait_one(&s.ep, STEP).result, Ok(RO_LEN as u32));
+    assert_eq!(wait_within(&s.ep, STEP).result, Ok(RO_LEN as u32));
     assert!(
         back.bytes.iter().all(|&x| x == RO_FILL),
         "read-only region written"
@@ -652,7 +638,7 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     for (token, offset) in [(8, 0u64), (9, (RW_LEN - edge) as u64)] {
         s.ep.rdma_read(&[back.sge(0..edge)], s.target(&s.rw, offset), token)
             .unwrap();
-        assert_eq!(wait_one(&s.ep, STEP).result, Ok(edge as u32));
+        assert_eq!(wait_within(&s.ep, STEP).result, Ok(edge as u32));
         assert!(
             back.bytes[..edge].iter().all(|&x| x == RW_FILL),
             "read-write region written at {offset}"
@@ -661,14 +647,14 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     // Still usable: a good write lands.
     s.ep.rdma_write(&[src.sge(0..100)], s.target(&s.rw, RW_LEN as u64 - 100), 10)
         .unwrap();
-    assert_eq!(wait_one(&s.ep, STEP).result, Ok(100));
+    assert_eq!(wait_within(&s.ep, STEP).result, Ok(100));
     s.ep.rdma_read(
         &[back.sge(0..100)],
         s.target(&s.rw, RW_LEN as u64 - 100),
         11,
     )
     .unwrap();
-    assert_eq!(wait_one(&s.ep, STEP).result, Ok(100));
+    assert_eq!(wait_within(&s.ep, STEP).result, Ok(100));
     assert!(back.bytes[..100].iter().all(|&x| x == 0x01));
     drop((src, local, back));
     s.finish();
@@ -689,7 +675,7 @@ fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8], end
     let start = Instant::now();
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        let c = wait_one(&s.ep, Duration::from_secs(2));
+        let c = wait_within(&s.ep, Duration::from_secs(2));
         assert_eq!((c.op, c.result), (Op::Recv, Err(end)), "{c:?}");
         tokens.push(c.token);
     }
@@ -704,7 +690,7 @@ fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8], end
     match s.ep.post_recv(&[dst.sge(0..1)], 30) {
         Ok(()) => {
             assert_eq!(end, WsaError::Discon, "accepted a receive after a reset");
-            assert_eq!(wait_one(&s.ep, STEP).result, Err(WsaError::Discon));
+            assert_eq!(wait_within(&s.ep, STEP).result, Err(WsaError::Discon));
         }
         Err(e) => assert_eq!(
             (e, end),

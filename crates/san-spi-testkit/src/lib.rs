@@ -148,7 +148,12 @@ impl<'t, T: Memory> Drop for Buf<'t, T> {
 
 /// Waits for exactly one completion; fails the test after [`TIMEOUT`].
 pub fn wait_one<E: Endpoint>(ep: &E) -> Completion {
-    let deadline = Instant::now() + TIMEOUT;
+    wait_within(ep, TIMEOUT)
+}
+
+/// The next completion of `ep`; panics if none comes within `timeout`.
+pub fn wait_within<E: Endpoint>(ep: &E, timeout: Duration) -> Completion {
+    let deadline = Instant::now() + timeout;
     let mut c = [Completion::default(); 1];
     loop {
         if ep.poll(&mut c) == 1 {
@@ -156,9 +161,9 @@ pub fn wait_one<E: Endpoint>(ep: &E) -> Completion {
         }
         assert!(
             Instant::now() < deadline,
-            "no completion within {TIMEOUT:?}"
+            "no completion within {timeout:?}"
         );
-        ep.wait(Duration::from_millis(50));
+        ep.wait(Duration::from_millis(20));
     }
 }
 
