@@ -545,7 +545,7 @@ pub trait Endpoint: Send + Sync {
     /// The peer sees a graceful close: every message sent before it is still delivered to
     /// the peer's receives, posted before or after the close; then each of its receives
     /// completes with `WSAEDISCON` ([`WsaError::Discon`], which the socket layer reports as
-    /// a zero-byte receive). Its operations waiting for an answer from this side fail with
+    /// a zero-byte receive) — or with `WSAECONNRESET` if the close cut a message short. Its operations waiting for an answer from this side fail with
     /// `WSAECONNRESET` and its later sends and RDMA are refused. A peer that goes away
     /// without closing (its process dies) is the same, except that the receives after its
     /// last whole message complete with `WSAECONNRESET`.

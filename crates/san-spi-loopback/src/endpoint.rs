@@ -1081,9 +1081,17 @@ impl Shared {
             CLOSE => {
                 // The peer's orderly end: everything it sent is in the records before this
                 // one, all consumed by now. The receives left learn of the end (WSAEDISCON);
-                // what waits for the peer never gets an answer.
+                // what waits for the peer never gets an answer. Unless the close cut a
+                // message short (the peer's close aborted a send under way): data was lost,
+                // so the end is a reset, not an end of stream.
+                self.broken.store(true, Ordering::Release);
                 self.peer_gone.store(true, Ordering::Release);
-                self.end_inbound(inb, WsaError::Discon);
+                let end = if inb.incoming.is_some() {
+                    WsaError::ConnReset
+                } else {
+                    WsaError::Discon
+                };
+                self.end_inbound(inb, end);
                 self.fail_outbound(WsaError::ConnReset);
                 Ok(true)
             }

@@ -17,6 +17,9 @@
 //! - `peer_killed_mid_transfer_fails_pending_within_1s`: a peer process serving RDMA under
 //!   load is killed with SIGKILL; every pending operation on the survivor completes with an
 //!   error within one second.
+//! - `a_message_cut_by_the_close_is_a_reset`: a peer closes in the middle of a message;
+//!   the receive holding its first part fails with WSAECONNRESET, never the clean
+//!   WSAEDISCON.
 //!
 //! Seeds: `SAN_SPI_SEED` overrides the default; the seed is printed on failure.
 
@@ -686,6 +689,65 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
     ep.close();
     t.deregister(h).unwrap();
     t.deregister(hdesc).unwrap();
+}
+
+/// A close that cuts a message short is a reset, not an end of stream: the receive that
+/// held the first part fails with WSAECONNRESET (never WSAEDISCON, which the socket layer
+/// would report as a clean zero-byte end), and so does the next; nothing is written past
+/// the part that arrived.
+#[test]
+fn a_message_cut_by_the_close_is_a_reset() {
+    const SEND: u16 = 1;
+    const CLOSE: u16 = 6;
+    const FIRST: u16 = 1;
+    let ns = format!("cut-{}", std::process::id());
+    let capacity = 64 << 10;
+    let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
+    let addr: SocketAddr = "198.18.0.1:9160".parse().unwrap();
+    let listener = block_on(t.listen(addr)).unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
+        // The first 100 bytes of a 200-byte message, then the close.
+        assert!(peer.push_record(SEND, FIRST, 0, 0, 200, &[7u8; 100]));
+        assert!(peer.push_record(CLOSE, 0, 0, 0, 0, &[]));
+        go_rx.recv().unwrap();
+        peer.signal();
+        std::thread::sleep(Duration::from_millis(200));
+        drop(peer);
+    });
+    let ep = block_on(listener.accept()).unwrap();
+    let mut buf = vec![0u8; 256].into_boxed_slice();
+    // SAFETY: `buf` outlives the registration and every operation below.
+    let h = unsafe { t.register(buf.as_mut_ptr(), 256, MemAccess::READ_WRITE) }.unwrap();
+    let sge = Sge {
+        handle: h,
+        addr: buf.as_ptr() as u64,
+        len: 256,
+    };
+    ep.post_recv(&[sge], 1).unwrap();
+    go_tx.send(()).unwrap();
+    let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].token, got[0].result),
+        (1, Err(san_spi_core::WsaError::ConnReset))
+    );
+    match ep.post_recv(&[sge], 2) {
+        Ok(()) => {
+            let next = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
+            assert_eq!(
+                next.first().map(|c| c.result),
+                Some(Err(san_spi_core::WsaError::ConnReset)),
+                "{next:?}"
+            );
+        }
+        Err(e) => assert_eq!(e, san_spi_core::transport::PostError::Closed),
+    }
+    assert!(buf[100..].iter().all(|&b| b == 0), "written past the part");
+    peer.join().unwrap();
+    ep.close();
+    t.deregister(h).unwrap();
 }
 
 /// A peer that hands over memory whose ring positions are off the record grid: the victim
