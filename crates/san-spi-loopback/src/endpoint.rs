@@ -1534,34 +1534,31 @@ impl Shared {
     /// out of its queue under its lock before it completes).
     fn fail_all(&self, error: WsaError) {
         self.broken.store(true, Ordering::Release);
-        {
-            let mut inb = lock(&self.inb);
-            self.end_inbound(&mut inb, error);
-            self.flush_done(&mut inb, None);
-        }
+        self.end_inbound(&mut lock(&self.inb), error);
         self.fail_outbound(error);
     }
 
     /// Ends the inbound side: every receive not yet completed — the one being filled, those
-    /// taken over, those still posted, oldest first — completes with `error` (queued in
-    /// `inb.done`, after the pass's earlier receive completions), and so does every receive
-    /// posted from now on (`post_recv` reads `inbound_end`). Once only: the first end wins.
-    /// Both queues are drained under `inb`, in the consumer's lock order (inb then recvs),
-    /// and the end is published under `recvs`: no receive slips between them unseen.
+    /// taken over, those still posted, oldest first — completes with `error`, and so does
+    /// every receive posted from now on (`post_recv` reads `inbound_end`). Once only: the
+    /// first end wins. Both queues are drained under `inb`, in the consumer's lock order
+    /// (inb then recvs), and under `recvs` the pass's earlier receive completions, then
+    /// these, are queued before the end is published: no receive slips between the queues
+    /// unseen, and one posted after the end completes after them.
     fn end_inbound(&self, inb: &mut Inbound, error: WsaError) {
         if self.inbound_end.load(Ordering::Acquire) != 0 {
             return;
         }
         let mut all: Vec<PostedRecv> = inb.incoming.take().map(|i| i.recv).into_iter().collect();
         all.extend(inb.recvs.drain(..));
-        {
-            let mut recvs = lock(&self.recvs);
-            all.extend(recvs.queue.drain(..));
-            self.inbound_end.store(error.code(), Ordering::Release);
-        }
+        let mut recvs = lock(&self.recvs);
+        all.extend(recvs.queue.drain(..));
         for r in all {
             self.deliver(inb, r.token, Err(error));
         }
+        self.flush_done(inb, None);
+        self.inbound_end.store(error.code(), Ordering::Release);
+        drop(recvs);
     }
 
     /// Whether the inbound side has ended (nothing more will be received).
@@ -1910,8 +1907,8 @@ impl Endpoint for LoopbackEndpoint {
                 0 => {}
                 code if code == WsaError::Discon.code() => {
                     // After a graceful close every receive reports the end, as a stream
-                    // socket's receive keeps returning zero bytes.
-                    drop(guard);
+                    // socket's receive keeps returning zero bytes; completed under `recvs`,
+                    // so receives keep the order they were posted in.
                     self.shared.complete(token, Op::Recv, Err(WsaError::Discon));
                     return Ok(());
                 }
