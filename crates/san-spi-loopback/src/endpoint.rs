@@ -1596,10 +1596,12 @@ impl Shared {
         self.cq_ready.notify_all();
     }
 
+    /// The connection is unusable (the peer broke the protocol, or a ring failed): both
+    /// sides end with WSAECONNRESET. Always runs: the outbound side may have died already
+    /// (the peer left) while the inbound side still drained, and what is already failed
+    /// has left its queues (`fail_all` completes each item once).
     fn break_connection(&self) {
-        if !self.broken.swap(true, Ordering::AcqRel) {
-            self.fail_all(WsaError::ConnReset);
-        }
+        self.fail_all(WsaError::ConnReset);
     }
 
     fn now_ns(&self) -> u64 {

@@ -20,6 +20,8 @@
 //! - `a_message_cut_by_the_close_is_a_reset`: a peer closes in the middle of a message;
 //!   the receive holding its first part fails with WSAECONNRESET, never the clean
 //!   WSAEDISCON.
+//! - `corruption_after_the_peer_left_still_fails_everything`: garbage met while draining
+//!   what a departed peer left fails the receive that met it; nothing waits forever.
 //!
 //! Seeds: `SAN_SPI_SEED` overrides the default; the seed is printed on failure.
 
@@ -746,6 +748,47 @@ fn a_message_cut_by_the_close_is_a_reset() {
     }
     assert!(buf[100..].iter().all(|&b| b == 0), "written past the part");
     peer.join().unwrap();
+    ep.close();
+    t.deregister(h).unwrap();
+}
+
+/// Corruption met while draining what a departed peer left still fails everything: the
+/// receive that found it completes (with an error), nothing waits forever.
+#[test]
+fn corruption_after_the_peer_left_still_fails_everything() {
+    const SEND: u16 = 1;
+    const FIRST: u16 = 1;
+    let ns = format!("leftbad-{}", std::process::id());
+    let capacity = 64 << 10;
+    let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
+    let addr: SocketAddr = "198.18.0.1:9170".parse().unwrap();
+    let listener = block_on(t.listen(addr)).unwrap();
+    let peer = std::thread::spawn(move || {
+        let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
+        // Half a message, then a record of no known kind; then the peer is gone.
+        assert!(peer.push_record(SEND, FIRST, 0, 0, 200, &[7u8; 100]));
+        assert!(peer.push_record(0x77, 0, 0, 0, 0, &[]));
+        peer.signal();
+    });
+    let ep = block_on(listener.accept()).unwrap();
+    peer.join().unwrap();
+    // Let the hang-up be seen before any receive exists (the message waits for one).
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = vec![0u8; 256].into_boxed_slice();
+    // SAFETY: `buf` outlives the registration and every operation below.
+    let h = unsafe { t.register(buf.as_mut_ptr(), 256, MemAccess::READ_WRITE) }.unwrap();
+    let sge = Sge {
+        handle: h,
+        addr: buf.as_ptr() as u64,
+        len: 256,
+    };
+    ep.post_recv(&[sge], 1).unwrap();
+    let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "the receive never completed");
+    assert_eq!(
+        (got[0].token, got[0].result),
+        (1, Err(san_spi_core::WsaError::ConnReset))
+    );
     ep.close();
     t.deregister(h).unwrap();
 }
