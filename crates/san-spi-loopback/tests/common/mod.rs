@@ -101,7 +101,20 @@ pub fn spawn_exe(
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     configure(&mut cmd);
-    Reap(Some(cmd.spawn().expect("spawn the child")))
+    // A copy of the binary made a moment ago can be briefly "text file busy": a child
+    // forked by another test thread at the same time holds the copy's write descriptor
+    // until it execs. That passes; retry a bounded number of times.
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return Reap(Some(child)),
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("spawn the child: {e}"),
+        }
+    }
 }
 
 /// Connects to the child's listener, retrying until it listens; fails if the child exits
