@@ -542,9 +542,7 @@ impl Shared {
         let out = &mut *out;
         let cache = &mut out.cache;
         let total = match check_sge_list(sges, self.limits.max_sge, |s| {
-            self.registry
-                .check_cached(cache, s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
-                .is_some()
+            self.registry.sge_cached(cache, s, MemAccess::READ)
         }) {
             Ok(total) => total,
             Err(e) => return Some(Err(e)),
@@ -1225,17 +1223,9 @@ impl Shared {
         let room = capacity.saturating_sub(received).min(len);
         let mut error = (room < len).then_some(WsaError::MsgSize);
         if room > 0 {
-            let valid = sges.iter().all(|s| {
-                self.registry
-                    .check_cached(
-                        cache,
-                        s.handle.raw(),
-                        s.addr,
-                        s.len as u64,
-                        MemAccess::WRITE,
-                    )
-                    .is_some()
-            });
+            let valid = sges
+                .iter()
+                .all(|s| self.registry.sge_cached(cache, s, MemAccess::WRITE));
             if valid {
                 let mut from = 0usize;
                 for (addr, n) in pieces(sges, received, room) {
@@ -1895,15 +1885,7 @@ impl Endpoint for LoopbackEndpoint {
             let cache = &mut recvs.cache;
             let registry = &self.shared.registry;
             check_sge_list(sges, self.shared.limits.max_sge, |s| {
-                registry
-                    .check_cached(
-                        cache,
-                        s.handle.raw(),
-                        s.addr,
-                        s.len as u64,
-                        MemAccess::WRITE,
-                    )
-                    .is_some()
+                registry.sge_cached(cache, s, MemAccess::WRITE)
             })?;
             match self.shared.inbound_end.load(Ordering::Acquire) {
                 0 => {}

@@ -20,7 +20,7 @@
 //! descriptor comes back; address and length are informational.
 
 use crate::sys;
-use san_spi_core::transport::{MemAccess, MemoryHandle};
+use san_spi_core::transport::{MemAccess, MemoryHandle, Sge};
 use san_spi_core::WsaError;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -223,6 +223,14 @@ impl Registry {
             }
         }
         self.cache_miss(cache, key)?.check(addr, len, need)
+    }
+
+    /// Whether `sge` lies in a live registration with `need`, through `cache` (see
+    /// [`check_cached`](Self::check_cached)).
+    #[inline]
+    pub fn sge_cached(&self, cache: &mut Cache, sge: &Sge, need: MemAccess) -> bool {
+        self.check_cached(cache, sge.handle.raw(), sge.addr, sge.len as u64, need)
+            .is_some()
     }
 
     /// Looks `key` up under the read lock and caches it (starting the cache afresh in a new

@@ -693,42 +693,62 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
     t.deregister(hdesc).unwrap();
 }
 
-/// A close that cuts a message short is a reset, not an end of stream: the receive that
-/// held the first part fails with WSAECONNRESET (never WSAEDISCON, which the socket layer
-/// would report as a clean zero-byte end), and so does the next; nothing is written past
-/// the part that arrived.
-#[test]
-fn a_message_cut_by_the_close_is_a_reset() {
-    const SEND: u16 = 1;
-    const CLOSE: u16 = 6;
-    const FIRST: u16 = 1;
-    let ns = format!("cut-{}", std::process::id());
+const SEND: u16 = 1;
+const CLOSE: u16 = 6;
+const FIRST: u16 = 1;
+
+/// A victim listening at `port` and a raw peer connected to it that has written
+/// `records` — `(kind, flags, b, payload)` each — into the victim's ring, unsignalled.
+fn victim_with_raw_records(
+    test: &str,
+    port: u16,
+    records: &'static [(u16, u16, u64, &'static [u8])],
+) -> (LoopbackTransport, LoopbackEndpoint, RawPeer) {
+    let ns = format!("{test}-{}", std::process::id());
     let capacity = 64 << 10;
     let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
-    let addr: SocketAddr = "198.18.0.1:9160".parse().unwrap();
+    let addr = SocketAddr::from(([198, 18, 0, 1], port));
     let listener = block_on(t.listen(addr)).unwrap();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let peer = std::thread::spawn(move || {
         let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
-        // The first 100 bytes of a 200-byte message, then the close.
-        assert!(peer.push_record(SEND, FIRST, 0, 0, 200, &[7u8; 100]));
-        assert!(peer.push_record(CLOSE, 0, 0, 0, 0, &[]));
-        go_rx.recv().unwrap();
-        peer.signal();
-        std::thread::sleep(Duration::from_millis(200));
-        drop(peer);
+        for &(kind, flags, b, payload) in records {
+            assert!(peer.push_record(kind, flags, 0, 0, b, payload));
+        }
+        peer
     });
     let ep = block_on(listener.accept()).unwrap();
+    (t, ep, peer.join().unwrap())
+}
+
+/// A 256-byte receive buffer registered with `t`, and its SGE.
+fn receive_buffer(t: &LoopbackTransport) -> (Box<[u8]>, MemoryHandle, Sge) {
     let mut buf = vec![0u8; 256].into_boxed_slice();
-    // SAFETY: `buf` outlives the registration and every operation below.
+    // SAFETY: the caller keeps `buf` (returned) until it deregisters the handle, after
+    // every operation on it.
     let h = unsafe { t.register(buf.as_mut_ptr(), 256, MemAccess::READ_WRITE) }.unwrap();
     let sge = Sge {
         handle: h,
         addr: buf.as_ptr() as u64,
         len: 256,
     };
+    (buf, h, sge)
+}
+
+/// A close that cuts a message short is a reset, not an end of stream: the receive that
+/// held the first part fails with WSAECONNRESET (never WSAEDISCON, which the socket layer
+/// would report as a clean zero-byte end), and so does the next; nothing is written past
+/// the part that arrived.
+#[test]
+fn a_message_cut_by_the_close_is_a_reset() {
+    // The first 100 bytes of a 200-byte message, then the close.
+    let (t, ep, peer) = victim_with_raw_records(
+        "cut",
+        9160,
+        &[(SEND, FIRST, 200, &[7u8; 100]), (CLOSE, 0, 0, &[])],
+    );
+    let (buf, h, sge) = receive_buffer(&t);
     ep.post_recv(&[sge], 1).unwrap();
-    go_tx.send(()).unwrap();
+    peer.signal();
     let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
@@ -747,7 +767,7 @@ fn a_message_cut_by_the_close_is_a_reset() {
         Err(e) => assert_eq!(e, san_spi_core::transport::PostError::Closed),
     }
     assert!(buf[100..].iter().all(|&b| b == 0), "written past the part");
-    peer.join().unwrap();
+    drop(peer);
     ep.close();
     t.deregister(h).unwrap();
 }
@@ -756,32 +776,17 @@ fn a_message_cut_by_the_close_is_a_reset() {
 /// receive that found it completes (with an error), nothing waits forever.
 #[test]
 fn corruption_after_the_peer_left_still_fails_everything() {
-    const SEND: u16 = 1;
-    const FIRST: u16 = 1;
-    let ns = format!("leftbad-{}", std::process::id());
-    let capacity = 64 << 10;
-    let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
-    let addr: SocketAddr = "198.18.0.1:9170".parse().unwrap();
-    let listener = block_on(t.listen(addr)).unwrap();
-    let peer = std::thread::spawn(move || {
-        let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
-        // Half a message, then a record of no known kind; then the peer is gone.
-        assert!(peer.push_record(SEND, FIRST, 0, 0, 200, &[7u8; 100]));
-        assert!(peer.push_record(0x77, 0, 0, 0, 0, &[]));
-        peer.signal();
-    });
-    let ep = block_on(listener.accept()).unwrap();
-    peer.join().unwrap();
+    // Half a message, then a record of no known kind; then the peer is gone.
+    let (t, ep, peer) = victim_with_raw_records(
+        "leftbad",
+        9170,
+        &[(SEND, FIRST, 200, &[7u8; 100]), (0x77, 0, 0, &[])],
+    );
+    peer.signal();
+    drop(peer);
     // Let the hang-up be seen before any receive exists (the message waits for one).
     std::thread::sleep(Duration::from_millis(100));
-    let mut buf = vec![0u8; 256].into_boxed_slice();
-    // SAFETY: `buf` outlives the registration and every operation below.
-    let h = unsafe { t.register(buf.as_mut_ptr(), 256, MemAccess::READ_WRITE) }.unwrap();
-    let sge = Sge {
-        handle: h,
-        addr: buf.as_ptr() as u64,
-        len: 256,
-    };
+    let (_buf, h, sge) = receive_buffer(&t);
     ep.post_recv(&[sge], 1).unwrap();
     let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
     assert_eq!(got.len(), 1, "the receive never completed");
