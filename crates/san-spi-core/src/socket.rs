@@ -128,6 +128,17 @@ impl<T: Transport> std::fmt::Debug for SanSockets<T> {
     }
 }
 
+/// The error for a data call the endpoint of a connected socket refused. `Closed` there
+/// means the connection ended under the socket (the peer closed or went away, or the
+/// connection failed; a socket closed here has left the table): WSAECONNRESET, as a
+/// stream socket reports a connection the remote side ended.
+fn refused(e: PostError) -> WsaError {
+    match e {
+        PostError::Closed => WsaError::ConnReset,
+        e => e.wsa(),
+    }
+}
+
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -279,7 +290,8 @@ impl<T: Transport> SanSockets<T> {
         }
     }
 
-    /// `WSPSend` with `WSABUFEX`s.
+    /// `WSPSend` with `WSABUFEX`s. On a connection the peer ended (it closed or went
+    /// away): WSAECONNRESET.
     pub fn send<E: Upcalls + OverlappedMemory>(
         &self,
         s: u64,
@@ -352,7 +364,7 @@ impl<T: Transport> SanSockets<T> {
                     } else if e == PostError::QueueFull {
                         WsaError::WouldBlock
                     } else {
-                        e.wsa()
+                        refused(e)
                     })
                 }
             };
@@ -367,7 +379,7 @@ impl<T: Transport> SanSockets<T> {
                     self.progress_endpoint(&ep, env);
                     ep.wait(Duration::from_millis(1));
                 }
-                Err(e) => return Err(e.wsa()),
+                Err(e) => return Err(refused(e)),
             }
         }
         loop {

@@ -295,8 +295,8 @@ fn graceful_close_reads_as_end_of_stream() {
     );
     assert_eq!(
         s.send(3, &[src.sge(3)], None, &sw),
-        Err(WsaError::NotConn),
-        "sends after the peer closed are refused"
+        Err(WsaError::ConnReset),
+        "sends after the peer closed are refused, as a connection the remote side ended"
     );
 }
 
