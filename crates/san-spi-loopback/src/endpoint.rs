@@ -490,8 +490,13 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
             return Err(PostError::Closed);
         }
+        self.cq_room()
+    }
+
+    /// Room for one more completion: when completions are not being polled, back-pressure
+    /// instead of unbounded growth.
+    fn cq_room(&self) -> Result<(), PostError> {
         if self.cq_len.load(Ordering::Acquire) >= self.cq_capacity {
-            // Completions are not being polled: back-pressure instead of unbounded growth.
             return Err(PostError::QueueFull);
         }
         Ok(())
@@ -1876,9 +1881,7 @@ impl Endpoint for LoopbackEndpoint {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(PostError::Closed);
         }
-        if self.shared.cq_len.load(Ordering::Acquire) >= self.shared.cq_capacity {
-            return Err(PostError::QueueFull);
-        }
+        self.shared.cq_room()?;
         {
             let mut guard = lock(&self.shared.recvs);
             let recvs = &mut *guard;

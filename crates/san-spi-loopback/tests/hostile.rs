@@ -720,16 +720,16 @@ fn victim_with_raw_records(
     (t, ep, peer.join().unwrap())
 }
 
-/// A 256-byte receive buffer registered with `t`, and its SGE.
-fn receive_buffer(t: &LoopbackTransport) -> (Box<[u8]>, MemoryHandle, Sge) {
-    let mut buf = vec![0u8; 256].into_boxed_slice();
+/// A zeroed `len`-byte buffer registered READ_WRITE with `t`, and its SGE.
+fn registered_buffer(t: &LoopbackTransport, len: usize) -> (Box<[u8]>, MemoryHandle, Sge) {
+    let mut buf = vec![0u8; len].into_boxed_slice();
     // SAFETY: the caller keeps `buf` (returned) until it deregisters the handle, after
     // every operation on it.
-    let h = unsafe { t.register(buf.as_mut_ptr(), 256, MemAccess::READ_WRITE) }.unwrap();
+    let h = unsafe { t.register(buf.as_mut_ptr(), len, MemAccess::READ_WRITE) }.unwrap();
     let sge = Sge {
         handle: h,
         addr: buf.as_ptr() as u64,
-        len: 256,
+        len: len as u32,
     };
     (buf, h, sge)
 }
@@ -746,7 +746,7 @@ fn a_message_cut_by_the_close_is_a_reset() {
         9160,
         &[(SEND, FIRST, 200, &[7u8; 100]), (CLOSE, 0, 0, &[])],
     );
-    let (buf, h, sge) = receive_buffer(&t);
+    let (buf, h, sge) = registered_buffer(&t, 256);
     ep.post_recv(&[sge], 1).unwrap();
     peer.signal();
     let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
@@ -786,7 +786,7 @@ fn corruption_after_the_peer_left_still_fails_everything() {
     drop(peer);
     // Let the hang-up be seen before any receive exists (the message waits for one).
     std::thread::sleep(Duration::from_millis(100));
-    let (_buf, h, sge) = receive_buffer(&t);
+    let (_buf, h, sge) = registered_buffer(&t, 256);
     ep.post_recv(&[sge], 1).unwrap();
     let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
     assert_eq!(got.len(), 1, "the receive never completed");
@@ -815,14 +815,7 @@ fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
         drop(peer);
     });
     let ep = block_on(listener.accept()).unwrap();
-    let mut buf = vec![0u8; 64].into_boxed_slice();
-    // SAFETY: `buf` outlives the registration and the operations below.
-    let h = unsafe { t.register(buf.as_mut_ptr(), 64, MemAccess::READ_WRITE) }.unwrap();
-    let sge = Sge {
-        handle: h,
-        addr: buf.as_ptr() as u64,
-        len: 64,
-    };
+    let (_buf, h, sge) = registered_buffer(&t, 64);
     let mut posted = 0;
     if ep.post_recv(&[sge], 1).is_ok() {
         posted += 1;
