@@ -1203,11 +1203,7 @@ impl Demo {
                 conn.ep.wait(Duration::from_millis(5));
             }
         }
-        let aborted = Completion {
-            token,
-            op: Op::Recv,
-            result: Err(WsaError::OperationAborted),
-        };
+        let aborted = Completion::new(token, Op::Recv, Err(WsaError::OperationAborted));
         if seen != [aborted] {
             return Err(format!(
                 "the receive posted before close completed as {seen:?}, not once with WSA_OPERATION_ABORTED"

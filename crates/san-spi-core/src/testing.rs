@@ -274,6 +274,7 @@ pub struct FakeTransport {
     up: std::sync::atomic::AtomicBool,
     addresses: Mutex<Vec<crate::transport::LocalAddress>>,
     qos: Option<FakeQos>,
+    rdma_read: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for FakeTransport {
@@ -320,6 +321,7 @@ impl FakeTransport {
             up: std::sync::atomic::AtomicBool::new(true),
             addresses: Mutex::new(addresses),
             qos: None,
+            rdma_read: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -334,6 +336,13 @@ impl FakeTransport {
     /// Takes the transport up or down.
     pub fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the transport offers RDMA read (it does until told otherwise); without it
+    /// the dispatcher answers the `WSPRdmaRead` GUID with `WSAEOPNOTSUPP` (R-EXT-5).
+    pub fn set_rdma_read(&self, rdma_read: bool) {
+        self.rdma_read
+            .store(rdma_read, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Replaces the address list (an address change).
@@ -411,6 +420,11 @@ impl crate::transport::QosCapability for FakeQos {
 impl crate::transport::TransportControl for FakeTransport {
     fn is_up(&self) -> bool {
         self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn offers(&self, _socket: u64, f: crate::guid::ExtensionFunction) -> bool {
+        f != crate::guid::ExtensionFunction::RdmaRead
+            || self.rdma_read.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn local_addresses(&self) -> Result<Vec<crate::transport::LocalAddress>, WsaError> {

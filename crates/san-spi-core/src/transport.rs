@@ -20,6 +20,7 @@
 //! assert!(OneNic.qos().is_none());
 //! ```
 
+use crate::guid::ExtensionFunction;
 use crate::ioctl::IoctlCode;
 use crate::qos::{FlowSpec, QosRepr};
 use crate::WsaError;
@@ -31,10 +32,11 @@ use std::net::SocketAddr;
 /// use san_spi_core::addr::eligibility::classify;
 /// use san_spi_core::transport::LocalAddress;
 ///
-/// let a = LocalAddress { addr: "[2001:db8::7]:0".parse().unwrap(), temporary: true };
+/// let a = LocalAddress::new("[2001:db8::7]:0".parse().unwrap()).with_temporary(true);
 /// assert!(!classify(a.addr.ip(), a.temporary).is_keep()); // privacy addresses are not listed
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct LocalAddress {
     /// The address (port 0; IPv6 link-local with its scope id).
     pub addr: SocketAddr,
@@ -49,6 +51,11 @@ impl LocalAddress {
             addr,
             temporary: false,
         }
+    }
+
+    /// The same address, marked temporary (or not).
+    pub fn with_temporary(self, temporary: bool) -> LocalAddress {
+        LocalAddress { temporary, ..self }
     }
 }
 
@@ -166,6 +173,16 @@ pub trait TransportControl: Send + Sync {
     /// The addresses of the NICs this transport serves, in a stable order (R-ADDR-4, R-ADDR-7).
     /// The dispatcher filters them by [`crate::addr::eligibility::classify`].
     fn local_addresses(&self) -> Result<Vec<LocalAddress>, WsaError>;
+
+    /// Whether the socket's transport offers extension function `f`: `false` makes
+    /// `SIO_GET_EXTENSION_FUNCTION_POINTER` answer `WSAEOPNOTSUPP` for its GUID, and the
+    /// switch then does without it (R-EXT-5: `WSPRdmaRead` and
+    /// `WSPMemoryRegistrationCacheCallback` are optional). A [`Transport`] answers from
+    /// its [`Capabilities::offers`]; the default offers all seven.
+    fn offers(&self, socket: u64, f: ExtensionFunction) -> bool {
+        let _ = (socket, f);
+        true
+    }
 
     /// QoS support; `None` makes every QoS code `WSAENOPROTOOPT` (R-QOS-1).
     fn qos(&self) -> Option<&dyn QosCapability> {
@@ -289,6 +306,7 @@ pub struct RemoteTarget<'a> {
 /// assert_ne!(Op::Send, Op::Recv);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Op {
     /// A send.
     Send,
@@ -307,10 +325,11 @@ pub enum Op {
 /// use san_spi_core::transport::{Completion, Op};
 /// use san_spi_core::WsaError;
 ///
-/// let c = Completion { token: 7, op: Op::Recv, result: Err(WsaError::OperationAborted) };
+/// let c = Completion::new(7, Op::Recv, Err(WsaError::OperationAborted));
 /// assert!(c.result.is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Completion {
     /// The token given when the operation was posted.
     pub token: u64,
@@ -318,6 +337,13 @@ pub struct Completion {
     pub op: Op,
     /// Bytes transferred, or the error.
     pub result: Result<u32, WsaError>,
+}
+
+impl Completion {
+    /// The completion of the operation posted with `token`.
+    pub const fn new(token: u64, op: Op, result: Result<u32, WsaError>) -> Completion {
+        Completion { token, op, result }
+    }
 }
 
 impl Default for Completion {
@@ -378,17 +404,12 @@ impl PostError {
 /// ```
 /// use san_spi_core::transport::Capabilities;
 ///
-/// let c = Capabilities {
-///     max_sge: 16,
-///     max_message: 1 << 20,
-///     max_rdma: 1 << 30,
-///     rdma_read: true,
-///     descriptor_len: 32,
-///     requested_keys: false,
-/// };
+/// let c = Capabilities::new(16, 1 << 20, 1 << 30, 32).with_rdma_read(true);
 /// assert!(c.rdma_read);
+/// assert!(!c.requested_keys);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// Most SGEs in one operation.
     pub max_sge: usize,
@@ -404,6 +425,62 @@ pub struct Capabilities {
     /// libfabric domain without `FI_MR_PROV_KEY` does); otherwise only the transport
     /// chooses keys.
     pub requested_keys: bool,
+}
+
+impl Capabilities {
+    /// A transport taking `max_sge` SGEs per operation, messages up to `max_message`
+    /// bytes, RDMA transfers up to `max_rdma` bytes and exporting descriptors of
+    /// `descriptor_len` bytes; without RDMA read and without provider-chosen keys until
+    /// the `with_*` methods say otherwise. Fields added later get a conservative default.
+    pub const fn new(
+        max_sge: usize,
+        max_message: usize,
+        max_rdma: usize,
+        descriptor_len: usize,
+    ) -> Capabilities {
+        Capabilities {
+            max_sge,
+            max_message,
+            max_rdma,
+            rdma_read: false,
+            descriptor_len,
+            requested_keys: false,
+        }
+    }
+
+    /// Whether RDMA read is supported (`WSPRdmaRead`; without it the switch uses the
+    /// write-based transfer protocol, R-EXT-5).
+    pub const fn with_rdma_read(self, rdma_read: bool) -> Capabilities {
+        Capabilities { rdma_read, ..self }
+    }
+
+    /// Whether [`Memory::register_with_key`] takes keys the provider chooses.
+    pub const fn with_requested_keys(self, requested_keys: bool) -> Capabilities {
+        Capabilities {
+            requested_keys,
+            ..self
+        }
+    }
+
+    /// Whether a transport with these capabilities offers extension function `f`
+    /// (R-EXT-5): RDMA read only with [`rdma_read`](Capabilities::rdma_read); the other
+    /// six always.
+    ///
+    /// ```
+    /// use san_spi_core::guid::ExtensionFunction;
+    /// use san_spi_core::transport::Capabilities;
+    ///
+    /// let c = Capabilities::new(4, 1 << 20, 1 << 20, 32);
+    /// assert!(!c.offers(ExtensionFunction::RdmaRead));
+    /// assert!(c.with_rdma_read(true).offers(ExtensionFunction::RdmaRead));
+    /// assert!(c.offers(ExtensionFunction::RdmaWrite));
+    /// ```
+    pub fn offers(&self, f: ExtensionFunction) -> bool {
+        match f {
+            ExtensionFunction::RdmaRead => self.rdma_read,
+            _ => true,
+        }
+    }
 }
 
 /// Memory registration: one protection domain per transport.

@@ -203,11 +203,7 @@ impl Side<'_> {
         unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), sge.addr as *mut u8, n) };
         self.rx_pos += 1;
         self.rx_head.head.0.store(self.rx_pos, Ordering::Release);
-        out[0] = Completion {
-            token,
-            op: Op::Recv,
-            result: Ok(n as u32),
-        };
+        out[0] = Completion::new(token, Op::Recv, Ok(n as u32));
         1
     }
 }

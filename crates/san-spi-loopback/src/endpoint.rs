@@ -462,7 +462,7 @@ impl Shared {
 
     fn complete(&self, token: u64, op: Op, result: Result<u32, WsaError>) {
         let mut cq = lock(&self.cq);
-        cq.push_back(Completion { token, op, result });
+        cq.push_back(Completion::new(token, op, result));
         self.cq_len.store(cq.len(), Ordering::Release);
         if self.cq_waiters.load(Ordering::Relaxed) > 0 {
             self.cq_ready.notify_all();
@@ -1006,11 +1006,7 @@ impl Shared {
     /// A receive completion made while consuming: kept in order in `inb.done` until the
     /// pass ends (see [`flush_done`](Self::flush_done)).
     fn deliver(&self, inb: &mut Inbound, token: u64, result: Result<u32, WsaError>) {
-        inb.done.push(Completion {
-            token,
-            op: Op::Recv,
-            result,
-        });
+        inb.done.push(Completion::new(token, Op::Recv, result));
     }
 
     /// Hands the pass's receive completions to `sink` while it has room and the queue holds
@@ -1189,11 +1185,7 @@ impl Shared {
         inb.consumer.consume(&h);
         self.head_seen
             .store(inb.consumer.position(), Ordering::Relaxed);
-        sink.out[sink.n] = Completion {
-            token: recv.token,
-            op: Op::Recv,
-            result,
-        };
+        sink.out[sink.n] = Completion::new(recv.token, Op::Recv, result);
         sink.n += 1;
         true
     }

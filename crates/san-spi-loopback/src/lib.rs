@@ -72,6 +72,7 @@ pub use registry::DESCRIPTOR_LEN;
 
 use endpoint::{Directions, Shared};
 use registry::Registry;
+use san_spi_core::guid::ExtensionFunction;
 use san_spi_core::transport::{
     Capabilities, LocalAddress, MemAccess, Memory, MemoryHandle, Transport, TransportControl,
 };
@@ -226,6 +227,10 @@ impl LoopbackTransport {
 impl TransportControl for LoopbackTransport {
     fn local_addresses(&self) -> Result<Vec<LocalAddress>, WsaError> {
         Ok(self.addresses.clone())
+    }
+
+    fn offers(&self, _socket: u64, f: ExtensionFunction) -> bool {
+        self.capabilities().offers(f)
     }
 }
 
@@ -487,14 +492,14 @@ impl Transport for LoopbackTransport {
     type Listener = LoopbackListener;
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            max_sge: self.limits.max_sge,
-            max_message: u32::MAX as usize,
-            max_rdma: u32::MAX as usize,
-            rdma_read: true,
-            descriptor_len: DESCRIPTOR_LEN,
-            requested_keys: true,
-        }
+        Capabilities::new(
+            self.limits.max_sge,
+            u32::MAX as usize,
+            u32::MAX as usize,
+            DESCRIPTOR_LEN,
+        )
+        .with_rdma_read(true)
+        .with_requested_keys(true)
     }
 
     async fn listen(&self, addr: SocketAddr) -> Result<LoopbackListener, WsaError> {

@@ -206,6 +206,9 @@ impl<T: TransportControl> TransportControl for FaultInjector<T> {
     fn qos(&self) -> Option<&dyn QosCapability> {
         self.inner.qos()
     }
+    fn offers(&self, socket: u64, f: san_spi_core::guid::ExtensionFunction) -> bool {
+        self.inner.offers(socket, f)
+    }
     fn vendor_ioctl(
         &self,
         socket: u64,

@@ -245,22 +245,8 @@ pub fn connect_accept_exchange<H: Harness>() {
     a.bytes[..4].copy_from_slice(b"ping");
     s.post_recv(&[b.sge(0..64)], 1).unwrap();
     c.post_send(&[a.sge(0..4)], 2).unwrap();
-    assert_eq!(
-        wait_one(&s),
-        Completion {
-            token: 1,
-            op: Op::Recv,
-            result: Ok(4)
-        }
-    );
-    assert_eq!(
-        wait_one(&c),
-        Completion {
-            token: 2,
-            op: Op::Send,
-            result: Ok(4)
-        }
-    );
+    assert_eq!(wait_one(&s), Completion::new(1, Op::Recv, Ok(4)));
+    assert_eq!(wait_one(&c), Completion::new(2, Op::Send, Ok(4)));
     assert_eq!(&b.bytes[..4], b"ping");
     b.bytes[..4].copy_from_slice(b"pong");
     c.post_recv(&[a.sge(0..64)], 3).unwrap();
@@ -298,14 +284,7 @@ pub fn messages_keep_order_and_boundaries<H: Harness>() {
     let mut at = 0;
     for (i, &n) in sizes.iter().enumerate() {
         let r = wait_one(&s);
-        assert_eq!(
-            r,
-            Completion {
-                token: 100 + i as u64,
-                op: Op::Recv,
-                result: Ok(n as u32)
-            }
-        );
+        assert_eq!(r, Completion::new(100 + i as u64, Op::Recv, Ok(n as u32)));
         let got = &dst.bytes[i * (4 << 20)..i * (4 << 20) + n];
         assert!(got == &src_bytes[at..at + n], "message {i} differs");
         assert_eq!(dst.bytes[i * (4 << 20) + n], 0xEE, "message {i} overran");
@@ -334,11 +313,7 @@ pub fn send_before_recv_waits<H: Harness>() {
     for i in 0..3 {
         assert_eq!(
             wait_one(&s),
-            Completion {
-                token: 10 + i as u64,
-                op: Op::Recv,
-                result: Ok(1)
-            }
+            Completion::new(10 + i as u64, Op::Recv, Ok(1))
         );
     }
     assert_eq!(&dst.bytes[..], b"abc");
@@ -355,14 +330,7 @@ pub fn oversized_message_fails_the_receive<H: Harness>() {
     c.post_send(&[src.sge(0..20)], 3).unwrap();
     c.post_send(&[src.sge(0..5)], 4).unwrap();
     assert_eq!(wait_one(&s).result, Err(WsaError::MsgSize));
-    assert_eq!(
-        wait_one(&s),
-        Completion {
-            token: 2,
-            op: Op::Recv,
-            result: Ok(5)
-        }
-    );
+    assert_eq!(wait_one(&s), Completion::new(2, Op::Recv, Ok(5)));
     assert!(dst.bytes[..10].iter().all(|&b| b == 7));
     assert!(dst.bytes[15..].iter().all(|&b| b == 0), "overrun");
 }
@@ -393,11 +361,7 @@ pub fn rdma_write_read_with_offsets_and_many_sges<H: Harness>() {
     c.rdma_write(&sges, target, 77).unwrap();
     assert_eq!(
         wait_one(&c),
-        Completion {
-            token: 77,
-            op: Op::RdmaWrite,
-            result: Ok(200_000)
-        }
+        Completion::new(77, Op::RdmaWrite, Ok(200_000))
     );
     assert!(
         region.bytes[4096..204_096] == data[..],
@@ -425,14 +389,7 @@ pub fn rdma_write_read_with_offsets_and_many_sges<H: Harness>() {
         78,
     )
     .unwrap();
-    assert_eq!(
-        wait_one(&c),
-        Completion {
-            token: 78,
-            op: Op::RdmaRead,
-            result: Ok(200_000)
-        }
-    );
+    assert_eq!(wait_one(&c), Completion::new(78, Op::RdmaRead, Ok(200_000)));
     assert!(back.bytes[..] == data[..], "read bytes differ");
     assert_quiet(&s, Duration::from_millis(20));
 }
@@ -778,22 +735,14 @@ fn send_one_byte_messages<T: Memory, E: Endpoint>(t: &T, c: &E, n: usize, first:
         c.post_send(&[src.sge(i..i + 1)], i as u64).unwrap();
     }
     for i in 0..n {
-        let sent = Completion {
-            token: i as u64,
-            op: Op::Send,
-            result: Ok(1),
-        };
+        let sent = Completion::new(i as u64, Op::Send, Ok(1));
         assert_eq!(wait_one(c), sent);
     }
 }
 
 /// `r` is the receive of one-byte message `i` (token `i`).
 pub(crate) fn expect_one_byte_message(r: &Completion, i: usize) {
-    let received = Completion {
-        token: i as u64,
-        op: Op::Recv,
-        result: Ok(1),
-    };
+    let received = Completion::new(i as u64, Op::Recv, Ok(1));
     assert_eq!(*r, received, "message {i}");
 }
 
@@ -846,11 +795,7 @@ pub fn graceful_close_delivers_everything_then_disconnects<H: Harness>() {
         s.post_recv(&[dst.sge(n..n + 1)], token).unwrap();
     }
     for token in n as u64..n as u64 + 3 {
-        let end = Completion {
-            token,
-            op: Op::Recv,
-            result: Err(WsaError::Discon),
-        };
+        let end = Completion::new(token, Op::Recv, Err(WsaError::Discon));
         assert_eq!(wait_one(&s), end);
     }
     assert_eq!(dst.bytes[n], 0xEE, "nothing written after the end");
@@ -922,14 +867,7 @@ pub fn full_queue_is_back_pressure<H: Harness>() {
         if received < posted {
             if let Ok(()) = s.post_recv(&[dst.sge(0..64 << 10)], received) {
                 let r = wait_one(&s);
-                assert_eq!(
-                    r,
-                    Completion {
-                        token: received,
-                        op: Op::Recv,
-                        result: Ok(64 << 10)
-                    }
-                );
+                assert_eq!(r, Completion::new(received, Op::Recv, Ok(64 << 10)));
                 received += 1;
             }
         }

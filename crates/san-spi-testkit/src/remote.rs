@@ -44,6 +44,7 @@ fn op_name(op: Op) -> &'static str {
         Op::Recv => "recv",
         Op::RdmaWrite => "write",
         Op::RdmaRead => "read",
+        _ => "unknown",
     }
 }
 
@@ -281,14 +282,7 @@ pub fn xp_exchange<H: Harness>(path: &str) {
     ep.post_recv(&[a.sge(0..64)], 2).unwrap();
     peer.ok("send 1 0 4 8");
     assert_eq!(peer.cmd("wait"), "8 send ok 4");
-    assert_eq!(
-        wait_one(&ep),
-        Completion {
-            token: 2,
-            op: Op::Recv,
-            result: Ok(4)
-        }
-    );
+    assert_eq!(wait_one(&ep), Completion::new(2, Op::Recv, Ok(4)));
     assert_eq!(&a.bytes[..4], b"ping");
 }
 
@@ -323,11 +317,7 @@ pub fn xp_order_and_boundaries<H: Harness>(path: &str) {
     for (i, &n) in sizes.iter().enumerate() {
         assert_eq!(
             wait_one(&ep),
-            Completion {
-                token: i as u64,
-                op: Op::Send,
-                result: Ok(n as u32)
-            }
+            Completion::new(i as u64, Op::Send, Ok(n as u32))
         );
     }
 }
@@ -369,11 +359,7 @@ pub fn xp_rdma_write_read<H: Harness>(path: &str) {
     ep.rdma_write(&sges, target, 1).unwrap();
     assert_eq!(
         wait_one(&ep),
-        Completion {
-            token: 1,
-            op: Op::RdmaWrite,
-            result: Ok(200_000)
-        }
+        Completion::new(1, Op::RdmaWrite, Ok(200_000))
     );
     assert_eq!(peer.sum(1, 4096, 200_000), checksum(&data));
     assert_eq!(
@@ -386,14 +372,7 @@ pub fn xp_rdma_write_read<H: Harness>(path: &str) {
         .map(|k| back.sge(k * 40_000..(k + 1) * 40_000))
         .collect();
     ep.rdma_read(&rs, target, 2).unwrap();
-    assert_eq!(
-        wait_one(&ep),
-        Completion {
-            token: 2,
-            op: Op::RdmaRead,
-            result: Ok(200_000)
-        }
-    );
+    assert_eq!(wait_one(&ep), Completion::new(2, Op::RdmaRead, Ok(200_000)));
     assert!(back.bytes[..] == data[..]);
 }
 

@@ -11,7 +11,8 @@
 //! 1. unknown or closed descriptor → `WSAENOTSOCK` (R-RET-6);
 //! 2. transport down → `WSAENETDOWN`;
 //! 3. a completion routine without `lpThreadId` → `WSAEFAULT`;
-//! 4. the code: `SIO_GET_EXTENSION_FUNCTION_POINTER` (R-EXT), `SIO_ADDRESS_LIST_QUERY`
+//! 4. the code: `SIO_GET_EXTENSION_FUNCTION_POINTER` (R-EXT; an optional function the
+//!    transport does not offer → `WSAEOPNOTSUPP`, R-EXT-5), `SIO_ADDRESS_LIST_QUERY`
 //!    (R-ADDR), the four QoS codes (R-QOS), this provider's vendor codes (R-IOC-5);
 //!    anything else → `WSAEINVAL` (R-RET-5).
 //!
@@ -521,6 +522,7 @@ impl<T: TransportControl> Dispatcher<T> {
             return IoctlReturn::err(WsaError::Fault);
         }
         match guid {
+            Ok(f) if !self.transport.offers(req.socket, f) => IoctlReturn::err(WsaError::OpNotSupp),
             Ok(f) => IoctlReturn::Complete {
                 bytes_returned: width.pointer_len() as u32,
                 extension: Some(f),

@@ -23,10 +23,8 @@ fn addrs() -> Vec<LocalAddress> {
         LocalAddress::new("[2002:c000:201::1]:0".parse().unwrap()), // 6to4: dropped
         LocalAddress::new("127.0.0.1:0".parse().unwrap()),          // loopback: dropped
     ];
-    v.push(LocalAddress {
-        addr: "[2001:db8::99]:0".parse().unwrap(),
-        temporary: true, // privacy address: dropped
-    });
+    // A privacy address: dropped.
+    v.push(LocalAddress::new("[2001:db8::99]:0".parse().unwrap()).with_temporary(true));
     v
 }
 
@@ -108,6 +106,47 @@ fn r_ret_2_zero_only_when_completed_immediately() {
     );
     assert_eq!(pending.return_value(), SOCKET_ERROR);
     assert_eq!(pending.errno(), Some(WsaError::IoPending));
+}
+
+/// R-EXT-5: without RDMA read the transport's `WSPRdmaRead` GUID is `WSAEOPNOTSUPP`, the
+/// other six still resolve, and RDMA read comes back when the transport offers it again.
+#[test]
+fn r_ext_5_rdma_read_is_optional() {
+    let d = dispatcher(Width::W64, false);
+    let sw = FakeSwitch::new();
+    let lookup = |f: ExtensionFunction| {
+        let guid = f.windows_bytes();
+        let mut out = [0u8; 8];
+        d.ioctl(
+            IoctlRequest::new(S, SIO_GET_EXTENSION_FUNCTION_POINTER)
+                .input(&guid)
+                .output(&mut out, 0x10),
+            &sw,
+        )
+    };
+    d.transport().set_rdma_read(false);
+    for f in ExtensionFunction::ALL {
+        let r = lookup(f);
+        if f == ExtensionFunction::RdmaRead {
+            assert_eq!(r, err(WsaError::OpNotSupp), "{f:?}");
+            assert_eq!(r.return_value(), SOCKET_ERROR);
+        } else {
+            assert_eq!(
+                r,
+                IoctlReturn::Complete {
+                    bytes_returned: 8,
+                    extension: Some(f)
+                },
+                "{f:?}"
+            );
+        }
+    }
+    d.transport().set_rdma_read(true);
+    assert_eq!(
+        lookup(ExtensionFunction::RdmaRead).return_value(),
+        0,
+        "offered again"
+    );
 }
 
 /// R-RET-3: whatever the input, only the eight documented codes come back.
