@@ -42,7 +42,7 @@ commands:
 
 environment:
   SAN_SPI_ADVISORY_DB   git mirror of the RustSec advisory-db used when it cannot be fetched
-                        (default /work/.mirror/rustsec+advisory-db/repo)
+                        (default ../shared/data/advisory-db.bundle beside the repository)
   SAN_SPI_FUZZ_SECONDS  seconds per target for `fuzz --smoke`
 ";
 
