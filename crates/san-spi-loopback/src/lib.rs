@@ -559,9 +559,14 @@ impl Transport for LoopbackTransport {
     }
 }
 
-/// Fault injection for tests: the connecting side of the handshake without an endpoint,
-/// with raw access to the shared memory, to play a hostile or dying peer.
-#[doc(hidden)]
+/// Fault injection for tests (feature `fault`, off by default): the connecting side of
+/// the handshake without an endpoint, with raw access to the shared memory, to play a
+/// hostile or dying peer.
+///
+/// The functions that make a raw peer are `unsafe`: such a peer can ask the victim for
+/// single-copy transfers, and a victim in the same process trusts the addresses they name
+/// (see [`connect_raw`](fault::connect_raw)).
+#[cfg(feature = "fault")]
 pub mod fault {
     use super::*;
 
@@ -604,7 +609,18 @@ pub mod fault {
 
     /// Connects to `addr` in `namespace` like [`Transport::connect`], but returns the raw
     /// shared memory instead of an endpoint.
-    pub fn connect_raw(
+    ///
+    /// # Safety
+    ///
+    /// With [`RawProbe::Honest`] the victim serves the single-copy requests that the
+    /// records pushed or scribbled through the returned peer make, and it copies to and
+    /// from the addresses they name in the *peer's* process. The caller promises that the
+    /// victim runs in another process than this one (the kernel then confines those copies
+    /// to this process's memory, which the victim never trusted); in the victim's own
+    /// process such a record could make it write to any of its addresses. With
+    /// [`RawProbe::Refuse`] or [`RawProbe::Bogus`] the victim refuses single-copy
+    /// requests and nothing is promised beyond the function's preconditions.
+    pub unsafe fn connect_raw(
         namespace: &str,
         addr: SocketAddr,
         capacity: usize,
@@ -614,8 +630,13 @@ pub mod fault {
     }
 
     /// [`connect_raw`], with every ring position set off the record grid before the
-    /// victim first sees the memory.
-    pub fn connect_raw_off_grid(
+    /// victim first sees the memory, and the victim told not to use single copy.
+    ///
+    /// # Safety
+    ///
+    /// As for [`connect_raw`] with [`RawProbe::Refuse`]: nothing beyond the preconditions
+    /// (the function is `unsafe` because every raw peer is an attack tool).
+    pub unsafe fn connect_raw_off_grid(
         namespace: &str,
         addr: SocketAddr,
         capacity: usize,

@@ -215,7 +215,9 @@ fn hostile_run(seed: u64) {
             } else {
                 RawProbe::Refuse
             };
-            let peer = connect_raw(&ns, addr, capacity, probe).expect("raw connect");
+            // SAFETY: `probe` is `Refuse` or `Bogus`, never `Honest`: the victim in this
+            // process refuses this peer's single-copy requests (connect_raw's promise).
+            let peer = unsafe { connect_raw(&ns, addr, capacity, probe) }.expect("raw connect");
             assert!(!peer.victim_serves, "single copy served to {probe:?}");
             attack(
                 &peer,
@@ -444,7 +446,10 @@ fn hostile_child(spec: &str) -> ! {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let peer = loop {
-            match connect_raw(ns, addr, capacity, probe) {
+            // SAFETY: this is the attacker child process (`hostile_child`), not the
+            // victim's: the kernel confines the victim's single-copy transfers for this
+            // `Honest` peer to this process (connect_raw's promise).
+            match unsafe { connect_raw(ns, addr, capacity, probe) } {
                 Ok(p) => break p,
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
@@ -710,7 +715,9 @@ fn victim_with_raw_records(
     let addr = SocketAddr::from(([198, 18, 0, 1], port));
     let listener = block_on(t.listen(addr)).unwrap();
     let peer = std::thread::spawn(move || {
-        let peer = connect_raw(&ns, addr, capacity, RawProbe::Refuse).expect("raw connect");
+        // SAFETY: `Refuse`: the victim serves no single-copy request of this peer.
+        let peer =
+            unsafe { connect_raw(&ns, addr, capacity, RawProbe::Refuse) }.expect("raw connect");
         for &(kind, flags, b, payload) in records {
             assert!(peer.push_record(kind, flags, 0, 0, b, payload));
         }
@@ -809,7 +816,8 @@ fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
     let addr: SocketAddr = "198.18.0.1:9150".parse().unwrap();
     let listener = block_on(t.listen(addr)).unwrap();
     let attacker = std::thread::spawn(move || {
-        let peer = connect_raw_off_grid(&ns, addr, capacity).expect("raw connect");
+        // SAFETY: an off-grid peer refuses single copy; nothing else is promised.
+        let peer = unsafe { connect_raw_off_grid(&ns, addr, capacity) }.expect("raw connect");
         peer.signal();
         std::thread::sleep(Duration::from_millis(300));
         drop(peer);
