@@ -67,6 +67,9 @@ impl<T: TransportControl + ?Sized> TransportControl for Arc<T> {
     fn qos(&self) -> Option<&dyn QosCapability> {
         (**self).qos()
     }
+    fn offers(&self, socket: u64, f: crate::guid::ExtensionFunction) -> bool {
+        (**self).offers(socket, f)
+    }
     fn vendor_ioctl(
         &self,
         socket: u64,

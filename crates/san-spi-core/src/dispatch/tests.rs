@@ -149,6 +149,25 @@ fn r_ext_5_rdma_read_is_optional() {
     );
 }
 
+/// R-EXT-5 through the socket layer's shared transport (`Arc<T>`, as `SanSockets` holds
+/// it): what the transport does not offer stays `WSAEOPNOTSUPP`.
+#[test]
+fn r_ext_5_holds_through_a_shared_transport() {
+    let t = std::sync::Arc::new(FakeTransport::new(addrs()));
+    t.set_rdma_read(false);
+    let d = Dispatcher::new(t, DispatchConfig::new(Width::W64));
+    d.open_socket(S).unwrap();
+    let guid = ExtensionFunction::RdmaRead.windows_bytes();
+    let mut out = [0u8; 8];
+    let r = d.ioctl(
+        IoctlRequest::new(S, SIO_GET_EXTENSION_FUNCTION_POINTER)
+            .input(&guid)
+            .output(&mut out, 0x10),
+        &FakeSwitch::new(),
+    );
+    assert_eq!(r, err(WsaError::OpNotSupp));
+}
+
 /// R-RET-3: whatever the input, only the eight documented codes come back.
 #[test]
 fn r_ret_3_only_documented_codes_are_reported() {
