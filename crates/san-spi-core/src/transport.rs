@@ -4,7 +4,11 @@
 //! [`crate::dispatch`] drives. Every method has a conservative default, so a transport
 //! implements only what it supports: no QoS (→ `WSAENOPROTOOPT`), no vendor codes
 //! (→ `WSAEINVAL`), always up. The data plane (send, receive, RDMA, completion polling)
-//! is a separate trait that builds on this one.
+//! is [`Memory`] and [`Endpoint`]; [`Transport`] adds connecting and listening, as `async`
+//! methods written with [`async_trait`] (re-exported here, so an implementation needs no
+//! dependency of its own: `#[san_spi_core::transport::async_trait]`). What each method
+//! must guarantee is in the repository's `docs/transport-guide.md`; the conformance suite
+//! of `san-spi-testkit` checks it.
 //!
 //! ```
 //! use san_spi_core::transport::{LocalAddress, TransportControl};
@@ -25,6 +29,9 @@ use crate::ioctl::IoctlCode;
 use crate::qos::{FlowSpec, QosRepr};
 use crate::WsaError;
 use std::net::SocketAddr;
+
+/// The attribute [`Transport`] and [`Listener`] are written with; put it on their `impl`s.
+pub use async_trait::async_trait;
 
 /// An address of a NIC the transport serves.
 ///
@@ -385,6 +392,10 @@ pub enum PostError {
     /// The remote descriptor is malformed.
     #[error("the RDMA descriptor is malformed")]
     BadDescriptor,
+    /// The transport does not do this operation at all: RDMA read without
+    /// [`Capabilities::rdma_read`].
+    #[error("the transport does not support this operation")]
+    NotSupported,
 }
 
 impl PostError {
@@ -395,6 +406,7 @@ impl PostError {
             PostError::Closed => WsaError::NotConn,
             PostError::InvalidSge { .. } | PostError::BadDescriptor => WsaError::Fault,
             PostError::TooLarge => WsaError::Inval,
+            PostError::NotSupported => WsaError::OpNotSupp,
         }
     }
 }

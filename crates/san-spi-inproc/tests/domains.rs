@@ -7,7 +7,9 @@ use san_spi_core::transport::{
 };
 use san_spi_core::WsaError;
 use san_spi_inproc::{InprocEndpoint, InprocTransport, STAGING_BYTES};
-use san_spi_testkit::{assert_quiet, wait_one, Buf};
+use san_spi_testkit::{assert_quiet, wait_one, RegisteredBuf};
+
+type Buf<'t> = RegisteredBuf<&'t InprocTransport>;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,12 +33,7 @@ fn two(
     (ts, tc, c, s)
 }
 
-fn write(
-    ep: &InprocEndpoint,
-    src: &Buf<'_, InprocTransport>,
-    d: &[u8],
-    token: u64,
-) -> Result<(), PostError> {
+fn write(ep: &InprocEndpoint, src: &Buf<'_>, d: &[u8], token: u64) -> Result<(), PostError> {
     let target = RemoteTarget {
         descriptor: d,
         offset: 0,
@@ -47,31 +44,31 @@ fn write(
 #[test]
 fn descriptors_resolve_in_the_peers_domain_only() {
     let (ts, tc, c, s) = two("domains-resolve");
-    let peer_region = Buf::new(&ts, 64, 0, MemAccess::READ_WRITE);
-    let own_region = Buf::new(&tc, 64, 0, MemAccess::READ_WRITE);
+    let peer_region = Buf::new(&ts, 64, 0, MemAccess::READ_WRITE).unwrap();
+    let own_region = Buf::new(&tc, 64, 0, MemAccess::READ_WRITE).unwrap();
     let other = InprocTransport::new("domains-resolve");
-    let stranger = Buf::new(&other, 64, 0, MemAccess::READ_WRITE);
-    let src = Buf::new(&tc, 64, 9, MemAccess::READ);
+    let stranger = Buf::new(&other, 64, 0, MemAccess::READ_WRITE).unwrap();
+    let src = Buf::new(&tc, 64, 9, MemAccess::READ).unwrap();
     // The server's region, from the client: the peer's domain.
-    write(&c, &src, &peer_region.descriptor(), 1).unwrap();
+    write(&c, &src, &peer_region.descriptor().unwrap(), 1).unwrap();
     assert_eq!(wait_one(&c), Completion::new(1, Op::RdmaWrite, Ok(16)));
-    assert_eq!(&peer_region.bytes[..16], &[9; 16]);
+    assert_eq!(peer_region.to_vec(0..16), [9; 16]);
     // The client's own region and a third domain's are not the peer's.
     for (token, region) in [(2, &own_region), (3, &stranger)] {
-        write(&c, &src, &region.descriptor(), token).unwrap();
+        write(&c, &src, &region.descriptor().unwrap(), token).unwrap();
         assert_eq!(
             wait_one(&c),
             Completion::new(token, Op::RdmaWrite, Err(WsaError::Fault))
         );
         assert!(
-            region.bytes.iter().all(|&b| b == 0),
+            region.all(0..region.len(), 0),
             "another domain's region written"
         );
     }
     // A clone shares the domain: its registrations are the server's.
     let clone = ts.clone();
-    let shared = Buf::new(&clone, 64, 0, MemAccess::READ_WRITE);
-    write(&c, &src, &shared.descriptor(), 4).unwrap();
+    let shared = Buf::new(&clone, 64, 0, MemAccess::READ_WRITE).unwrap();
+    write(&c, &src, &shared.descriptor().unwrap(), 4).unwrap();
     assert_eq!(wait_one(&c).result, Ok(16));
     // Local SGEs are checked in the poster's own domain: the peer's handle is unknown here.
     assert_eq!(
@@ -83,9 +80,9 @@ fn descriptors_resolve_in_the_peers_domain_only() {
 #[test]
 fn a_descriptor_with_any_byte_changed_is_refused() {
     let (ts, tc, c, _s) = two("domains-flip");
-    let region = Buf::new(&ts, 64, 0, MemAccess::READ_WRITE);
-    let src = Buf::new(&tc, 64, 7, MemAccess::READ_WRITE);
-    let d = region.descriptor();
+    let region = Buf::new(&ts, 64, 0, MemAccess::READ_WRITE).unwrap();
+    let src = Buf::new(&tc, 64, 7, MemAccess::READ_WRITE).unwrap();
+    let d = region.descriptor().unwrap();
     assert_eq!(d.len(), ts.capabilities().descriptor_len);
     for i in 0..d.len() {
         for flip in [0x01u8, 0x80, 0xFF] {
@@ -117,14 +114,8 @@ fn a_descriptor_with_any_byte_changed_is_refused() {
     for bad in [&d[..d.len() - 1], &long[..]] {
         assert_eq!(write(&c, &src, bad, 1), Err(PostError::BadDescriptor));
     }
-    assert!(
-        region.bytes.iter().all(|&b| b == 0),
-        "a changed descriptor wrote"
-    );
-    assert!(
-        src.bytes.iter().all(|&b| b == 7),
-        "a changed descriptor read"
-    );
+    assert!(region.all(0..region.len(), 0), "a changed descriptor wrote");
+    assert!(src.all(0..src.len(), 7), "a changed descriptor read");
     write(&c, &src, &d, 9999).unwrap();
     assert_eq!(wait_one(&c).result, Ok(16), "the original still works");
 }
@@ -132,15 +123,15 @@ fn a_descriptor_with_any_byte_changed_is_refused() {
 #[test]
 fn a_reused_key_makes_old_descriptors_stale() {
     let (ts, tc, c, _s) = two("domains-reuse");
-    let src = Buf::new(&tc, 64, 3, MemAccess::READ);
+    let src = Buf::new(&tc, 64, 3, MemAccess::READ).unwrap();
     let mut first = Buf::with_key(&ts, 64, 0, MemAccess::READ_WRITE, 77).unwrap();
-    let old = first.descriptor();
-    first.deregister();
+    let old = first.descriptor().unwrap();
+    first.deregister().unwrap();
     let second = Buf::with_key(&ts, 64, 0, MemAccess::READ_WRITE, 77).unwrap();
     write(&c, &src, &old, 1).unwrap();
     assert_eq!(wait_one(&c).result, Err(WsaError::Fault));
-    assert!(second.bytes.iter().all(|&b| b == 0));
-    write(&c, &src, &second.descriptor(), 2).unwrap();
+    assert!(second.all(0..second.len(), 0));
+    write(&c, &src, &second.descriptor().unwrap(), 2).unwrap();
     assert_eq!(wait_one(&c).result, Ok(16));
 }
 
@@ -149,22 +140,22 @@ fn messages_cross_domains_staged_and_queued_in_order() {
     let (ts, tc, c, s) = two("domains-messages");
     // Enough 64 KiB messages to fill staging and queue the rest on the sender.
     let n = STAGING_BYTES / (64 << 10) + 4;
-    let mut src = Buf::new(&tc, n << 16, 0, MemAccess::READ);
-    for (i, b) in src.bytes.iter_mut().enumerate() {
-        *b = (i >> 16) as u8;
+    let src = Buf::new(&tc, n << 16, 0, MemAccess::READ).unwrap();
+    for i in 0..n {
+        src.fill(i << 16..(i + 1) << 16, i as u8);
     }
     for i in 0..n {
         c.post_send(&[src.sge(i << 16..(i + 1) << 16)], i as u64)
             .unwrap();
     }
-    let dst = Buf::new(&ts, 64 << 10, 0, MemAccess::WRITE);
+    let dst = Buf::new(&ts, 64 << 10, 0, MemAccess::WRITE).unwrap();
     for i in 0..n {
         s.post_recv(&[dst.sge(0..64 << 10)], i as u64).unwrap();
         assert_eq!(
             wait_one(&s),
             Completion::new(i as u64, Op::Recv, Ok(64 << 10))
         );
-        assert!(dst.bytes.iter().all(|&b| b == i as u8), "message {i}");
+        assert!(dst.all(0..dst.len(), i as u8), "message {i}");
     }
     for i in 0..n {
         assert_eq!(
@@ -177,19 +168,19 @@ fn messages_cross_domains_staged_and_queued_in_order() {
 #[test]
 fn a_queued_send_whose_buffer_was_deregistered_fails_alone() {
     let (ts, tc, c, s) = two("domains-dereg-queued");
-    let big = Buf::new(&tc, STAGING_BYTES + 1, 1, MemAccess::READ);
-    let mut gone = Buf::new(&tc, 8, 2, MemAccess::READ);
-    let ok = Buf::new(&tc, 8, 3, MemAccess::READ);
-    let dst = Buf::new(&ts, STAGING_BYTES + 1, 0, MemAccess::WRITE);
+    let big = Buf::new(&tc, STAGING_BYTES + 1, 1, MemAccess::READ).unwrap();
+    let mut gone = Buf::new(&tc, 8, 2, MemAccess::READ).unwrap();
+    let ok = Buf::new(&tc, 8, 3, MemAccess::READ).unwrap();
+    let dst = Buf::new(&ts, STAGING_BYTES + 1, 0, MemAccess::WRITE).unwrap();
     c.post_send(&[big.sge(0..STAGING_BYTES + 1)], 1).unwrap(); // too big to stage: queued
     c.post_send(&[gone.sge(0..8)], 2).unwrap(); // queued behind it
     c.post_send(&[ok.sge(0..8)], 3).unwrap();
-    gone.deregister();
+    gone.deregister().unwrap();
     s.post_recv(&[dst.sge(0..STAGING_BYTES + 1)], 10).unwrap();
     s.post_recv(&[dst.sge(0..8)], 11).unwrap();
     assert_eq!(wait_one(&s).result, Ok(STAGING_BYTES as u32 + 1));
     assert_eq!(wait_one(&s), Completion::new(11, Op::Recv, Ok(8)));
-    assert_eq!(&dst.bytes[..8], &[3; 8]);
+    assert_eq!(dst.to_vec(0..8), [3; 8]);
     let sends: Vec<_> = (0..3).map(|_| wait_one(&c)).collect();
     assert_eq!(sends[1], Completion::new(2, Op::Send, Err(WsaError::Fault)));
     assert_eq!(sends[2], Completion::new(3, Op::Send, Ok(8)));
@@ -198,8 +189,8 @@ fn a_queued_send_whose_buffer_was_deregistered_fails_alone() {
 #[test]
 fn close_aborts_queued_sends_and_resets_the_peers() {
     let (ts, tc, c, s) = two("domains-close-queued");
-    let big = Buf::new(&tc, STAGING_BYTES + 1, 1, MemAccess::READ);
-    let back = Buf::new(&ts, STAGING_BYTES + 1, 1, MemAccess::READ);
+    let big = Buf::new(&tc, STAGING_BYTES + 1, 1, MemAccess::READ).unwrap();
+    let back = Buf::new(&ts, STAGING_BYTES + 1, 1, MemAccess::READ).unwrap();
     c.post_send(&[big.sge(0..STAGING_BYTES + 1)], 1).unwrap();
     s.post_send(&[back.sge(0..STAGING_BYTES + 1)], 2).unwrap();
     c.close();

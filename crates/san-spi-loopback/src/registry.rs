@@ -310,9 +310,13 @@ impl<'a> Guard<'a> {
     }
 }
 
-/// The key a descriptor names, if it is well-formed.
+/// The key a descriptor names, if it is well-formed (exactly [`DESCRIPTOR_LEN`] bytes with
+/// the magic).
 pub fn descriptor_key(descriptor: &[u8]) -> Option<u64> {
-    let d = descriptor.get(..DESCRIPTOR_LEN)?;
+    if descriptor.len() != DESCRIPTOR_LEN {
+        return None;
+    }
+    let d = descriptor;
     let magic = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
     if magic != MAGIC {
         return None;

@@ -2,17 +2,35 @@
 
 use san_spi_loopback::{CopyMode, LoopbackTransport};
 use san_spi_testkit::fault::FaultInjector;
-use san_spi_testkit::{transport_conformance, Harness};
+use san_spi_testkit::{not_applicable, transport_conformance, Harness};
 
-/// Fresh loopback transports in single-copy mode, each in its own namespace.
+#[global_allocator]
+static ALLOCATOR: san_spi_testkit::CountingAllocator = san_spi_testkit::CountingAllocator;
+
+/// The loopback's descriptor carries its key at bytes 8..16 and, by design, trusts only
+/// the key (address and length are informational): a forgery is a different key.
+fn forge_key(descriptor: &[u8]) -> Option<Vec<u8>> {
+    let mut forged = descriptor.to_vec();
+    for b in forged.get_mut(8..16)? {
+        *b ^= 0x5C;
+    }
+    Some(forged)
+}
+
+/// Fresh loopback transports in single-copy mode.
 struct SingleCopy;
 
 impl Harness for SingleCopy {
     type T = LoopbackTransport;
+    const ALLOCATION_FREE: bool = true;
 
-    fn transport(test: &str) -> LoopbackTransport {
-        LoopbackTransport::new(format!("conformance-sc-{}-{}", std::process::id(), test))
+    fn transport(name: &str) -> LoopbackTransport {
+        LoopbackTransport::new(format!("conformance-sc-{name}"))
             .with_copy_mode(CopyMode::SingleCopy)
+    }
+
+    fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
+        forge_key(descriptor)
     }
 }
 
@@ -21,28 +39,35 @@ struct Bounce;
 
 impl Harness for Bounce {
     type T = LoopbackTransport;
+    const ALLOCATION_FREE: bool = true;
 
-    fn transport(test: &str) -> LoopbackTransport {
-        LoopbackTransport::new(format!("conformance-bb-{}-{}", std::process::id(), test))
-            .with_copy_mode(CopyMode::Bounce)
+    fn transport(name: &str) -> LoopbackTransport {
+        LoopbackTransport::new(format!("conformance-bb-{name}")).with_copy_mode(CopyMode::Bounce)
+    }
+
+    fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
+        forge_key(descriptor)
     }
 }
 
 /// The loopback behind the fault injector: completions late, in small batches, with
-/// spurious wake-ups. The seed is derived from the test name and printed.
+/// spurious wake-ups. The seed is derived from the connection's name and printed.
 struct Faulty;
 
 impl Harness for Faulty {
     type T = FaultInjector<LoopbackTransport>;
+    const ALLOCATION_FREE: bool = true;
 
-    fn transport(test: &str) -> FaultInjector<LoopbackTransport> {
-        let seed = test.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
+    fn transport(name: &str) -> FaultInjector<LoopbackTransport> {
+        let seed = san_spi_testkit::checksum(name.as_bytes());
         FaultInjector::new(
-            LoopbackTransport::new(format!("conformance-fi-{}-{}", std::process::id(), test)),
+            LoopbackTransport::new(format!("conformance-fi-{name}")),
             seed,
         )
+    }
+
+    fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
+        forge_key(descriptor)
     }
 }
 
@@ -50,20 +75,24 @@ transport_conformance!(loopback_single_copy, SingleCopy);
 transport_conformance!(loopback_bounce, Bounce);
 transport_conformance!(faulty_loopback, Faulty);
 
+/// The loopback has every capability the suite tests: nothing is skipped.
+#[test]
+fn every_part_of_the_suite_applies() {
+    assert_eq!(not_applicable::<SingleCopy>(), vec![]);
+    assert_eq!(not_applicable::<Bounce>(), vec![]);
+    assert_eq!(not_applicable::<Faulty>(), vec![]);
+}
+
 /// Each harness really runs the mode it is named after (in one process, cross-memory
 /// attach to oneself always works).
 #[test]
 fn harnesses_negotiate_their_modes() {
-    let (_t, c, s) = san_spi_testkit::pair::<SingleCopy>("modes");
-    for ep in [&c, &s] {
-        assert_eq!(ep.copy_mode(), CopyMode::SingleCopy);
-        assert_eq!(ep.peer_copy_mode(), CopyMode::SingleCopy);
-    }
-    let (_t, c, s) = san_spi_testkit::pair::<Bounce>("modes");
-    for ep in [&c, &s] {
-        assert_eq!(ep.copy_mode(), CopyMode::Bounce);
-        assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
-    }
+    let x = san_spi_testkit::in_process::<SingleCopy>("modes", 0);
+    assert_eq!(x.ep.copy_mode(), CopyMode::SingleCopy);
+    assert_eq!(x.ep.peer_copy_mode(), CopyMode::SingleCopy);
+    let x = san_spi_testkit::in_process::<Bounce>("modes", 0);
+    assert_eq!(x.ep.copy_mode(), CopyMode::Bounce);
+    assert_eq!(x.ep.peer_copy_mode(), CopyMode::Bounce);
 }
 
 /// One side asking for bounce makes the whole connection bounce, whichever side it is.

@@ -7,8 +7,25 @@ use san_spi_testkit::{transport_conformance_cross_process, Harness};
 /// Single-copy loopback; the namespace is the name alone so both processes meet.
 struct XpSingleCopy;
 
+#[global_allocator]
+static ALLOCATOR: san_spi_testkit::CountingAllocator = san_spi_testkit::CountingAllocator;
+
+/// See `conformance.rs`: the loopback trusts only the key of a descriptor.
+fn forge_key(descriptor: &[u8]) -> Option<Vec<u8>> {
+    let mut forged = descriptor.to_vec();
+    for b in forged.get_mut(8..16)? {
+        *b ^= 0x5C;
+    }
+    Some(forged)
+}
+
 impl Harness for XpSingleCopy {
     type T = LoopbackTransport;
+    const ALLOCATION_FREE: bool = true;
+
+    fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
+        forge_key(descriptor)
+    }
 
     fn transport(name: &str) -> LoopbackTransport {
         LoopbackTransport::new(name).with_copy_mode(CopyMode::SingleCopy)
@@ -20,6 +37,11 @@ struct XpBounce;
 
 impl Harness for XpBounce {
     type T = LoopbackTransport;
+    const ALLOCATION_FREE: bool = true;
+
+    fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
+        forge_key(descriptor)
+    }
 
     fn transport(name: &str) -> LoopbackTransport {
         LoopbackTransport::new(name).with_copy_mode(CopyMode::Bounce)
