@@ -45,16 +45,17 @@ use san_spi_core::overlapped::{
 };
 use san_spi_core::testing::{FakeSwitch, Upcall};
 use san_spi_core::transport::{
-    block_on, Completion, Endpoint, Listener, MemAccess, Memory, MemoryHandle, Op, PostError,
-    RemoteTarget, Sge, Transport,
+    block_on, Completion, Endpoint, Listener, MemAccess, Memory, Op, PostError, RemoteTarget, Sge,
+    Transport,
 };
 use san_spi_core::upcall::ThreadId;
 use san_spi_core::WsaError;
 use san_spi_loopback::{LoopbackEndpoint, LoopbackTransport, DESCRIPTOR_LEN};
+use san_spi_testkit::RegisteredBuf;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The address the peer listens on (the loopback transport's virtual NIC).
@@ -159,99 +160,33 @@ fn wsa(e: WsaError) -> String {
 // Registered memory.
 // ---------------------------------------------------------------------------------------
 
-/// Bytes the transport reads and writes behind our back, through the raw pointer they were
-/// registered with. They live in `AtomicU8`s (an `UnsafeCell` each), so the transport may
-/// write them while we hold `&Buf`, and safe code reads and writes them between operations.
-struct Buf {
-    cells: Box<[AtomicU8]>,
+/// A buffer registered with the transport: the testkit's [`RegisteredBuf`], whose bytes
+/// are reached only by copy, so the transport may write them while we hold it. Dropping it
+/// deregisters, then frees. Whoever owns a `Region` closes the endpoints that use it before
+/// dropping it (see [`Conn`]; in `peer`, the endpoint is declared after the regions), so no
+/// operation can touch the buffer after it is freed.
+type Region = RegisteredBuf<Arc<LoopbackTransport>>;
+
+/// `len` zero bytes registered with `access` (a clone of a transport shares its
+/// registrations).
+fn new_region(
+    transport: &LoopbackTransport,
+    len: usize,
+    access: MemAccess,
+) -> Result<Region, String> {
+    RegisteredBuf::new(Arc::new(transport.clone()), len, 0, access)
+        .map_err(|e| format!("registering {} KiB failed: {}", len >> 10, wsa(e)))
 }
 
-impl Buf {
-    fn new(len: usize) -> Buf {
-        Buf {
-            cells: (0..len).map(|_| AtomicU8::new(0)).collect(),
-        }
+/// The SGE of `len` bytes at `at` of `r`; an error once `r` is deregistered.
+fn sge(r: &Region, at: usize, len: usize) -> Result<Sge, String> {
+    if r.registration().is_none() {
+        return Err("the region is no longer registered".to_owned());
     }
-
-    fn ptr(&self) -> *mut u8 {
-        // Writable through this pointer: every byte is inside an `UnsafeCell`.
-        self.cells.as_ptr() as *mut u8
+    if u32::try_from(len).is_err() {
+        return Err("SGE too long".to_owned());
     }
-
-    fn len(&self) -> usize {
-        self.cells.len()
-    }
-
-    fn write(&self, at: usize, bytes: &[u8]) {
-        for (cell, &b) in self.cells[at..at + bytes.len()].iter().zip(bytes) {
-            cell.store(b, Ordering::Relaxed);
-        }
-    }
-
-    fn read(&self, range: std::ops::Range<usize>) -> Vec<u8> {
-        self.cells[range]
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    }
-}
-
-/// A buffer registered with a transport: deregistered when dropped, before it is freed.
-///
-/// Whoever owns a `Region` closes the endpoints that use it before dropping it (see
-/// [`Conn`]), so no operation can touch the buffer after it is freed.
-struct Region {
-    transport: LoopbackTransport,
-    handle: Option<MemoryHandle>,
-    buf: Buf,
-}
-
-impl Region {
-    fn new(transport: &LoopbackTransport, len: usize, access: MemAccess) -> Result<Region, String> {
-        let buf = Buf::new(len);
-        // `buf` is owned by the returned `Region` and stays allocated (a boxed slice never
-        // moves) until the `Region` is dropped, whose `Drop` deregisters it first. Every
-        // owner of a `Region` closes the endpoints using it before dropping it (`Conn::drop`;
-        // in `peer`, the endpoint is declared after the regions), and closing joins the
-        // endpoint's progress thread. Between operations only this thread touches the
-        // bytes, through atomics, after the last operation on them completed.
-        // SAFETY: so the memory outlives the registration and every operation on it.
-        let handle = unsafe { transport.register(buf.ptr(), len, access) }
-            .map_err(|e| format!("registering {} KiB failed: {}", len >> 10, wsa(e)))?;
-        Ok(Region {
-            transport: transport.clone(),
-            handle: Some(handle),
-            buf,
-        })
-    }
-
-    fn handle(&self) -> Result<MemoryHandle, String> {
-        self.handle
-            .ok_or_else(|| "the region is no longer registered".to_owned())
-    }
-
-    /// The SGE of `len` bytes at `at`.
-    fn sge(&self, at: usize, len: usize) -> Result<Sge, String> {
-        assert!(at + len <= self.buf.len(), "SGE outside the buffer");
-        Ok(Sge {
-            handle: self.handle()?,
-            addr: self.buf.ptr() as u64 + at as u64,
-            len: u32::try_from(len).map_err(|_| "SGE too long".to_owned())?,
-        })
-    }
-
-    fn deregister(&mut self) -> Result<(), WsaError> {
-        match self.handle.take() {
-            Some(h) => self.transport.deregister(h),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        let _ = self.deregister();
-    }
+    Ok(r.sge(at..at + len))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -316,13 +251,13 @@ impl Conn {
     /// Sends `tag` + `body` as one message and waits for the send to complete.
     fn send(&mut self, tag: &[u8; 4], body: &[u8]) -> Result<(), String> {
         let len = 4 + body.len();
-        if len > self.outbox.buf.len() {
+        if len > self.outbox.len() {
             return Err(format!("a {len}-byte message does not fit the send buffer"));
         }
-        self.outbox.buf.write(0, tag);
-        self.outbox.buf.write(4, body);
+        self.outbox.write(0, tag);
+        self.outbox.write(4, body);
         let token = self.token();
-        let sge = self.outbox.sge(0, len)?;
+        let sge = sge(&self.outbox, 0, len)?;
         self.ep
             .post_send(&[sge], token)
             .map_err(|e| format!("post_send: {e}"))?;
@@ -340,8 +275,9 @@ impl Conn {
         // The inbox is deregistered only when the connection is being torn down.
         let sge = self
             .inbox
-            .sge(0, self.inbox.buf.len())
-            .map_err(|_| PostError::Closed)?;
+            .registration()
+            .map(|_| self.inbox.sge(0..self.inbox.len()))
+            .ok_or(PostError::Closed)?;
         self.ep.post_recv(&[sge], token)?;
         Ok(token)
     }
@@ -351,7 +287,7 @@ impl Conn {
         let token = self.post_recv().map_err(|e| format!("post_recv: {e}"))?;
         let c = self.wait(token, what, timeout)?;
         match c.result {
-            Ok(n) => Ok(self.inbox.buf.read(0..n as usize)),
+            Ok(n) => Ok(self.inbox.to_vec(0..n as usize)),
             Err(e) => Err(format!("receiving {what}: {}", wsa(e))),
         }
     }
@@ -418,15 +354,15 @@ fn peer(namespace: &str, addr: SocketAddr) -> Result<(), String> {
     let listener = block_on(transport.listen(addr))
         .map_err(|e| format!("cannot listen on {addr}: {}", wsa(e)))?;
     // The region the demo writes and reads with RDMA: the peer may do both.
-    let region = Region::new(&transport, PEER_REGION_LEN, MemAccess::READ_WRITE)?;
-    let inbox = Region::new(&transport, MSG_BUF_LEN, MemAccess::WRITE)?;
-    let outbox = Region::new(&transport, MSG_BUF_LEN, MemAccess::READ)?;
+    let region = new_region(&transport, PEER_REGION_LEN, MemAccess::READ_WRITE)?;
+    let inbox = new_region(&transport, MSG_BUF_LEN, MemAccess::WRITE)?;
+    let outbox = new_region(&transport, MSG_BUF_LEN, MemAccess::READ)?;
     // Bounded by the watchdog.
     let ep = block_on(listener.accept()).map_err(|e| format!("accept: {}", wsa(e)))?;
     drop(listener);
     let mut desc = [0u8; DESCRIPTOR_LEN];
     let n = transport
-        .export(region.handle()?, &mut desc)
+        .export(region.handle(), &mut desc)
         .map_err(|e| format!("export: {}", wsa(e)))?;
     // From here on `conn` owns the endpoint and the regions: dropping it closes first.
     let mut conn = Conn {
@@ -462,7 +398,7 @@ fn peer(namespace: &str, addr: SocketAddr) -> Result<(), String> {
                     .checked_add(len)
                     .filter(|&e| e <= PEER_REGION_LEN as u64)
                     .ok_or_else(|| format!("SUM range {offset}+{len} is outside the region"))?;
-                let sum = fnv1a(&conn.regions[0].buf.read(offset as usize..end as usize));
+                let sum = fnv1a(&conn.regions[0].to_vec(offset as usize..end as usize));
                 conn.send(TAG_SUMR, &sum.to_le_bytes())?;
             }
             t if t == TAG_BYE => return peer_close(conn),
@@ -940,10 +876,10 @@ impl Demo {
         let t = &self.transport;
         let regions = (|| {
             Ok::<_, String>((
-                Region::new(t, MSG_BUF_LEN, MemAccess::WRITE)?,
-                Region::new(t, MSG_BUF_LEN, MemAccess::READ)?,
-                Region::new(t, RDMA_LEN, MemAccess::READ)?,
-                Region::new(t, RDMA_LEN, MemAccess::WRITE)?,
+                new_region(t, MSG_BUF_LEN, MemAccess::WRITE)?,
+                new_region(t, MSG_BUF_LEN, MemAccess::READ)?,
+                new_region(t, RDMA_LEN, MemAccess::READ)?,
+                new_region(t, RDMA_LEN, MemAccess::WRITE)?,
             ))
         })();
         let (inbox, outbox, src, dst) = match regions {
@@ -1018,27 +954,27 @@ impl Demo {
         let conn = self.conn()?;
         let data = pattern(SEED_RDMA, RDMA_LEN);
         let sum = fnv1a(&data);
-        conn.regions[0].buf.write(0, &data);
+        conn.regions[0].write(0, &data);
         let target = RemoteTarget {
             descriptor: &desc,
             offset: RDMA_OFFSET,
         };
         let t0 = Instant::now();
-        let src = [conn.regions[0].sge(0, RDMA_LEN)?];
+        let src = [sge(&conn.regions[0], 0, RDMA_LEN)?];
         conn.rdma(Op::RdmaWrite, &src, target)?;
         let write_us = t0.elapsed().as_micros();
         // Read back into four SGEs of the read-back buffer.
         let quarter = RDMA_LEN / 4;
         let dst = [
-            conn.regions[1].sge(0, quarter)?,
-            conn.regions[1].sge(quarter, quarter)?,
-            conn.regions[1].sge(2 * quarter, quarter)?,
-            conn.regions[1].sge(3 * quarter, quarter)?,
+            sge(&conn.regions[1], 0, quarter)?,
+            sge(&conn.regions[1], quarter, quarter)?,
+            sge(&conn.regions[1], 2 * quarter, quarter)?,
+            sge(&conn.regions[1], 3 * quarter, quarter)?,
         ];
         let t1 = Instant::now();
         conn.rdma(Op::RdmaRead, &dst, target)?;
         let read_us = t1.elapsed().as_micros();
-        let back = conn.regions[1].buf.read(0..RDMA_LEN);
+        let back = conn.regions[1].to_vec(0..RDMA_LEN);
         if back != data {
             let first = back.iter().zip(&data).position(|(a, b)| a != b);
             return Err(format!(
@@ -1209,7 +1145,7 @@ impl Demo {
                 "the receive posted before close completed as {seen:?}, not once with WSA_OPERATION_ABORTED"
             ));
         }
-        let probe = conn.outbox.sge(0, 4)?;
+        let probe = sge(&conn.outbox, 0, 4)?;
         if conn.ep.post_send(&[probe], 0) != Err(PostError::Closed) {
             return Err("a send after close was not refused".into());
         }
@@ -1265,14 +1201,14 @@ mod tests {
     #[test]
     fn registered_buffers_round_trip_and_deregister_on_drop() {
         let t = LoopbackTransport::new(format!("demo-unit-{}", std::process::id()));
-        let mut r = Region::new(&t, 4096, MemAccess::READ_WRITE).unwrap();
-        r.buf.write(10, b"hello");
-        assert_eq!(r.buf.read(10..15), b"hello");
-        let h = r.handle().unwrap();
+        let mut r = new_region(&t, 4096, MemAccess::READ_WRITE).unwrap();
+        r.write(10, b"hello");
+        assert_eq!(r.to_vec(10..15), b"hello");
+        let h = r.handle();
         let mut desc = [0u8; DESCRIPTOR_LEN];
         assert_eq!(t.export(h, &mut desc), Ok(DESCRIPTOR_LEN));
         assert_eq!(r.deregister(), Ok(()));
         assert!(t.export(h, &mut desc).is_err());
-        assert!(r.sge(0, 1).is_err());
+        assert!(sge(&r, 0, 1).is_err());
     }
 }

@@ -19,15 +19,16 @@ mod common;
 
 use common::{checksum, pattern, Reap};
 use san_spi_core::transport::{
-    block_on, Completion, Endpoint, Listener, MemAccess, Memory, MemoryHandle, Op, PostError,
-    RemoteTarget, Sge, Transport,
+    block_on, Completion, Endpoint, Listener, MemAccess, Op, PostError, RemoteTarget, Sge,
+    Transport,
 };
 use san_spi_core::WsaError;
 use san_spi_loopback::{CopyMode, LoopbackEndpoint, LoopbackTransport};
-use san_spi_testkit::wait_within;
+use san_spi_testkit::{wait_within, RegisteredBuf};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "SAN_SPI_LOOPBACK_XP_CHILD";
@@ -61,46 +62,19 @@ fn mode_byte(mode: CopyMode) -> u8 {
     (mode == CopyMode::SingleCopy) as u8
 }
 
-/// A heap buffer registered with a transport; deregistered on drop.
-struct Buf {
-    t: LoopbackTransport,
-    bytes: Box<[u8]>,
-    handle: MemoryHandle,
+/// The testkit's registered buffer (bytes reached only by copy), holding its transport.
+type Buf = RegisteredBuf<Arc<LoopbackTransport>>;
+
+/// `len` bytes of `fill`, registered with `access` (a clone shares the transport's
+/// registrations).
+fn buf(t: &LoopbackTransport, len: usize, fill: u8, access: MemAccess) -> Buf {
+    RegisteredBuf::new(Arc::new(t.clone()), len, fill, access).expect("register")
 }
 
-impl Buf {
-    fn new(t: &LoopbackTransport, len: usize, fill: u8, access: MemAccess) -> Buf {
-        let mut bytes = vec![fill; len].into_boxed_slice();
-        // SAFETY: the box is owned by the returned value and deregistered before it is
-        // freed; tests only look at it once the operations on it completed.
-        let handle = unsafe { t.register(bytes.as_mut_ptr(), len, access) }.expect("register");
-        Buf {
-            t: t.clone(),
-            bytes,
-            handle,
-        }
-    }
-
-    fn sge(&self, range: std::ops::Range<usize>) -> Sge {
-        assert!(range.end <= self.bytes.len());
-        Sge {
-            handle: self.handle,
-            addr: self.bytes.as_ptr() as u64 + range.start as u64,
-            len: range.len() as u32,
-        }
-    }
-
-    fn descriptor(&self) -> [u8; 32] {
-        let mut d = [0u8; 32];
-        assert_eq!(self.t.export(self.handle, &mut d), Ok(32));
-        d
-    }
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        let _ = self.t.deregister(self.handle);
-    }
+/// The exported descriptor of `b`, which the loopback makes 32 bytes long.
+fn descriptor32(b: &Buf) -> [u8; 32] {
+    let d = b.descriptor().expect("export");
+    d[..].try_into().expect("a 32-byte descriptor")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -208,18 +182,20 @@ impl ChildState<'_> {
 
 /// Echoes until the connection ends or a command says otherwise. Returns the exit code.
 fn serve(t: &LoopbackTransport, ep: &LoopbackEndpoint) -> Result<i32, String> {
-    let rw = Buf::new(t, RW_LEN, RW_FILL, MemAccess::READ_WRITE);
-    let ro = Buf::new(t, RO_LEN, RO_FILL, MemAccess::READ);
-    let wo = Buf::new(t, WO_LEN, 0, MemAccess::WRITE);
-    let mut hello = Buf::new(t, 98, 0, MemAccess::READ);
-    hello.bytes[..32].copy_from_slice(&rw.descriptor());
-    hello.bytes[32..64].copy_from_slice(&ro.descriptor());
-    hello.bytes[64..96].copy_from_slice(&wo.descriptor());
-    hello.bytes[96] = mode_byte(ep.copy_mode());
-    hello.bytes[97] = mode_byte(ep.peer_copy_mode());
+    let rw = buf(t, RW_LEN, RW_FILL, MemAccess::READ_WRITE);
+    let ro = buf(t, RO_LEN, RO_FILL, MemAccess::READ);
+    let wo = buf(t, WO_LEN, 0, MemAccess::WRITE);
+    let hello = buf(t, 98, 0, MemAccess::READ);
+    hello.write(0, &descriptor32(&rw));
+    hello.write(32, &descriptor32(&ro));
+    hello.write(64, &descriptor32(&wo));
+    hello.write(
+        96,
+        &[mode_byte(ep.copy_mode()), mode_byte(ep.peer_copy_mode())],
+    );
     let st = ChildState {
         ep,
-        slots: Buf::new(t, SLOTS * SLOT, 0, MemAccess::READ_WRITE),
+        slots: buf(t, SLOTS * SLOT, 0, MemAccess::READ_WRITE),
     };
     // Receives first: the parent may be done and gone soon after the hello.
     for i in 0..SLOTS {
@@ -228,9 +204,9 @@ fn serve(t: &LoopbackTransport, ep: &LoopbackEndpoint) -> Result<i32, String> {
     ep.post_send(&[hello.sge(0..98)], 1000)
         .map_err(|e| e.to_string())?;
     // For the child's own RDMA (CMD:PUSH).
-    let mut src = Buf::new(t, 1 << 20, 0, MemAccess::READ);
-    let back = Buf::new(t, 1 << 20, 0, MemAccess::WRITE);
-    let mut reply = Buf::new(t, 8, 0, MemAccess::READ);
+    let src = buf(t, 1 << 20, 0, MemAccess::READ);
+    let back = buf(t, 1 << 20, 0, MemAccess::WRITE);
+    let reply = buf(t, 8, 0, MemAccess::READ);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut replies = 0;
     loop {
@@ -239,7 +215,7 @@ fn serve(t: &LoopbackTransport, ep: &LoopbackEndpoint) -> Result<i32, String> {
             Event::End => return Ok(0),
             Event::Rdma(t, r) => return Err(format!("stray RDMA completion {t} {r:?}")),
         };
-        let msg = &st.slots.bytes[i * SLOT..i * SLOT + len];
+        let msg = st.slots.to_vec(i * SLOT..i * SLOT + len);
         if msg == CMD_CLOSE {
             ep.close();
             std::thread::sleep(Duration::from_secs(3));
@@ -253,8 +229,8 @@ fn serve(t: &LoopbackTransport, ep: &LoopbackEndpoint) -> Result<i32, String> {
             let n = u64::from_le_bytes(msg[40..48].try_into().unwrap()) as usize;
             let seed = u64::from_le_bytes(msg[48..56].try_into().unwrap());
             st.repost(i)?;
-            let n = n.min(src.bytes.len());
-            src.bytes[..n].copy_from_slice(&pattern(n, seed));
+            let n = n.min(src.len());
+            src.write(0, &pattern(n, seed));
             let target = RemoteTarget {
                 descriptor: &desc,
                 offset: 0,
@@ -271,10 +247,8 @@ fn serve(t: &LoopbackTransport, ep: &LoopbackEndpoint) -> Result<i32, String> {
             let r = st.rdma(301, deadline)?;
             let ok = w == Ok(4 * q as u32)
                 && r == Ok(4 * q as u32)
-                && back.bytes[..4 * q] == src.bytes[..4 * q];
-            reply
-                .bytes
-                .copy_from_slice(if ok { b"PUSH:OK " } else { b"PUSH:ER " });
+                && back.to_vec(0..4 * q) == src.to_vec(0..4 * q);
+            reply.write(0, if ok { b"PUSH:OK " } else { b"PUSH:ER " });
             replies += 1;
             ep.post_send(&[reply.sge(0..8)], 1000 + replies)
                 .map_err(|e| e.to_string())?;
@@ -329,7 +303,7 @@ fn session_with(
     let mut child = common::spawn_exe(exe, test, CHILD_ENV, &spec, configure);
     let t = LoopbackTransport::new(ns).with_copy_mode(mode);
     let ep = common::connect_to_child(&t, addr, &mut child, STEP);
-    let hello = Buf::new(&t, 128, 0, MemAccess::WRITE);
+    let hello = buf(&t, 128, 0, MemAccess::WRITE);
     ep.post_recv(&[hello.sge(0..128)], 1).unwrap();
     assert_eq!(wait_within(&ep, STEP).result, Ok(98), "the child's hello");
     let mode_of = |b: u8| {
@@ -340,10 +314,13 @@ fn session_with(
         }
     };
     let s = Session {
-        rw: hello.bytes[..32].try_into().unwrap(),
-        ro: hello.bytes[32..64].try_into().unwrap(),
-        wo: hello.bytes[64..96].try_into().unwrap(),
-        child_modes: (mode_of(hello.bytes[96]), mode_of(hello.bytes[97])),
+        rw: hello.to_vec(0..32).try_into().unwrap(),
+        ro: hello.to_vec(32..64).try_into().unwrap(),
+        wo: hello.to_vec(64..96).try_into().unwrap(),
+        child_modes: (
+            mode_of(hello.to_vec(96..97)[0]),
+            mode_of(hello.to_vec(97..98)[0]),
+        ),
         t,
         ep,
         child,
@@ -388,8 +365,8 @@ impl Session {
 
     /// Sends `bytes` as one message and waits for the send to complete.
     fn send(&self, bytes: &[u8]) {
-        let mut b = Buf::new(&self.t, bytes.len().max(1), 0, MemAccess::READ);
-        b.bytes[..bytes.len()].copy_from_slice(bytes);
+        let b = buf(&self.t, bytes.len().max(1), 0, MemAccess::READ);
+        b.write(0, bytes);
         self.ep.post_send(&[b.sge(0..bytes.len())], 0xC0DE).unwrap();
         let c = wait_within(&self.ep, STEP);
         assert_eq!((c.token, c.result), (0xC0DE, Ok(bytes.len() as u32)));
@@ -438,16 +415,16 @@ fn echo_keeps_order_and_boundaries(test: &str, mode: CopyMode) {
         300_001,
     ];
     let total: usize = sizes.iter().sum();
-    let mut src = Buf::new(&s.t, total, 0, MemAccess::READ);
+    let src = buf(&s.t, total, 0, MemAccess::READ);
     let mut at = 0;
     for (i, &n) in sizes.iter().enumerate() {
-        src.bytes[at..at + n].copy_from_slice(&pattern(n, i as u64 + 1));
+        src.write(at, &pattern(n, i as u64 + 1));
         at += n;
     }
     // Each echo gets a receive one byte larger than expected: a longer or merged message
     // would show, and the spare byte must stay untouched.
     let slots: Vec<usize> = sizes.iter().map(|n| n + 1).collect();
-    let dst = Buf::new(&s.t, slots.iter().sum(), 0xEE, MemAccess::WRITE);
+    let dst = buf(&s.t, slots.iter().sum(), 0xEE, MemAccess::WRITE);
     let mut at = 0;
     for (i, &n) in slots.iter().enumerate() {
         s.ep.post_recv(&[dst.sge(at..at + n)], 500 + i as u64)
@@ -478,10 +455,14 @@ fn echo_keeps_order_and_boundaries(test: &str, mode: CopyMode) {
                     "echo {i}"
                 );
                 assert!(
-                    dst.bytes[dst_at..dst_at + n] == src.bytes[src_at..src_at + n],
+                    dst.to_vec(dst_at..dst_at + n) == src.to_vec(src_at..src_at + n),
                     "echo {i} ({n} bytes) differs"
                 );
-                assert_eq!(dst.bytes[dst_at + n], 0xEE, "echo {i} overran");
+                assert_eq!(
+                    dst.to_vec(dst_at + n..dst_at + n + 1),
+                    [0xEE],
+                    "echo {i} overran"
+                );
                 src_at += n;
                 dst_at += n + 1;
                 received += 1;
@@ -509,10 +490,10 @@ fn rdma_round_trip(s: &Session) {
     let data = pattern(total, 42);
     let sum = checksum(&data);
     let split = 9 << 20;
-    let mut a = Buf::new(&s.t, split, 0, MemAccess::READ);
-    let mut b = Buf::new(&s.t, total - split, 0, MemAccess::READ);
-    a.bytes.copy_from_slice(&data[..split]);
-    b.bytes.copy_from_slice(&data[split..]);
+    let a = buf(&s.t, split, 0, MemAccess::READ);
+    let b = buf(&s.t, total - split, 0, MemAccess::READ);
+    a.write(0, &data[..split]);
+    b.write(0, &data[split..]);
     let bl = total - split;
     let wsges = [
         a.sge(0..1000),
@@ -529,7 +510,7 @@ fn rdma_round_trip(s: &Session) {
         (c.token, c.op, c.result),
         (10, Op::RdmaWrite, Ok(total as u32))
     );
-    let back = Buf::new(&s.t, total, 0, MemAccess::WRITE);
+    let back = buf(&s.t, total, 0, MemAccess::WRITE);
     let q = total / 5;
     let rsges: Vec<Sge> = (0..5)
         .map(|k| back.sge(k * q..if k == 4 { total } else { (k + 1) * q }))
@@ -541,9 +522,9 @@ fn rdma_round_trip(s: &Session) {
         (c.token, c.op, c.result),
         (11, Op::RdmaRead, Ok(total as u32))
     );
-    assert_eq!(checksum(&back.bytes), sum, "read-back checksum");
+    assert_eq!(back.checksum(0..total), sum, "read-back checksum");
     // The whole region: untouched around the range.
-    let whole = Buf::new(&s.t, RW_LEN, 0, MemAccess::WRITE);
+    let whole = buf(&s.t, RW_LEN, 0, MemAccess::WRITE);
     let third = RW_LEN / 3;
     let sges = [
         whole.sge(0..third),
@@ -552,35 +533,29 @@ fn rdma_round_trip(s: &Session) {
     ];
     s.ep.rdma_read(&sges, s.target(&s.rw, 0), 12).unwrap();
     assert_eq!(wait_within(&s.ep, STEP).result, Ok(RW_LEN as u32));
+    assert!(whole.all(0..offset, RW_FILL), "written before the offset");
+    assert_eq!(whole.checksum(offset..offset + total), sum);
     assert!(
-        whole.bytes[..offset].iter().all(|&x| x == RW_FILL),
-        "written before the offset"
-    );
-    assert_eq!(checksum(&whole.bytes[offset..offset + total]), sum);
-    assert!(
-        whole.bytes[offset + total..].iter().all(|&x| x == RW_FILL),
+        whole.all(offset + total..whole.len(), RW_FILL),
         "written past the range"
     );
     // The other direction: the child writes into our region and reads it back.
-    let mine = Buf::new(&s.t, 2 << 20, 0x5A, MemAccess::READ_WRITE);
+    let mine = buf(&s.t, 2 << 20, 0x5A, MemAccess::READ_WRITE);
     let len = 1 << 20;
     let mut cmd = Vec::with_capacity(56);
     cmd.extend_from_slice(CMD_PUSH);
-    cmd.extend_from_slice(&mine.descriptor());
+    cmd.extend_from_slice(&descriptor32(&mine));
     cmd.extend_from_slice(&(len as u64).to_le_bytes());
     cmd.extend_from_slice(&7u64.to_le_bytes());
-    let reply = Buf::new(&s.t, 8, 0, MemAccess::WRITE);
+    let reply = buf(&s.t, 8, 0, MemAccess::WRITE);
     s.ep.post_recv(&[reply.sge(0..8)], 13).unwrap();
     s.send(&cmd);
     let c = wait_within(&s.ep, STEP);
     assert_eq!((c.token, c.result), (13, Ok(8)));
-    assert_eq!(&reply.bytes[..], b"PUSH:OK ", "the child's RDMA");
+    assert_eq!(reply.to_vec(0..8), b"PUSH:OK ", "the child's RDMA");
+    assert!(mine.to_vec(0..len) == pattern(len, 7), "the child's bytes");
     assert!(
-        mine.bytes[..len] == pattern(len, 7)[..],
-        "the child's bytes"
-    );
-    assert!(
-        mine.bytes[len..].iter().all(|&x| x == 0x5A),
+        mine.all(len..mine.len(), 0x5A),
         "the child wrote past its range"
     );
 }
@@ -590,8 +565,8 @@ fn rdma_round_trip(s: &Session) {
 fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     let s = session(test, mode, |_| {});
     s.assert_modes(mode);
-    let src = Buf::new(&s.t, 128 << 10, 0x01, MemAccess::READ_WRITE);
-    let local = Buf::new(&s.t, 128 << 10, 0x33, MemAccess::READ_WRITE);
+    let src = buf(&s.t, 128 << 10, 0x01, MemAccess::READ_WRITE);
+    let local = buf(&s.t, 128 << 10, 0x33, MemAccess::READ_WRITE);
     let fails = |what: &str, token: u64| {
         let c = wait_within(&s.ep, STEP);
         assert_eq!(c.token, token, "{what}");
@@ -622,25 +597,22 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
         .unwrap();
     fails("read one byte past the end", 6);
     assert!(
-        local.bytes.iter().all(|&x| x == 0x33),
+        local.all(0..local.len(), 0x33),
         "a refused read wrote locally"
     );
     // Read back: the read-only region and both ends of the read-write region.
-    let back = Buf::new(&s.t, RO_LEN, 0, MemAccess::WRITE);
+    let back = buf(&s.t, RO_LEN, 0, MemAccess::WRITE);
     s.ep.rdma_read(&[back.sge(0..RO_LEN)], s.target(&s.ro, 0), 7)
         .unwrap();
     assert_eq!(wait_within(&s.ep, STEP).result, Ok(RO_LEN as u32));
-    assert!(
-        back.bytes.iter().all(|&x| x == RO_FILL),
-        "read-only region written"
-    );
+    assert!(back.all(0..back.len(), RO_FILL), "read-only region written");
     let edge = 64 << 10;
     for (token, offset) in [(8, 0u64), (9, (RW_LEN - edge) as u64)] {
         s.ep.rdma_read(&[back.sge(0..edge)], s.target(&s.rw, offset), token)
             .unwrap();
         assert_eq!(wait_within(&s.ep, STEP).result, Ok(edge as u32));
         assert!(
-            back.bytes[..edge].iter().all(|&x| x == RW_FILL),
+            back.all(0..edge, RW_FILL),
             "read-write region written at {offset}"
         );
     }
@@ -655,7 +627,7 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
     )
     .unwrap();
     assert_eq!(wait_within(&s.ep, STEP).result, Ok(100));
-    assert!(back.bytes[..100].iter().all(|&x| x == 0x01));
+    assert!(back.all(0..100, 0x01));
     drop((src, local, back));
     s.finish();
 }
@@ -666,7 +638,7 @@ fn bad_accesses_touch_nothing(test: &str, mode: CopyMode) {
 fn pending_receives_fail_when(test: &str, mode: CopyMode, command: &[u8; 8], end: WsaError) {
     let s = session(test, mode, |_| {});
     s.assert_modes(mode);
-    let dst = Buf::new(&s.t, 300, 0, MemAccess::WRITE);
+    let dst = buf(&s.t, 300, 0, MemAccess::WRITE);
     for i in 0..3 {
         s.ep.post_recv(&[dst.sge(i * 100..(i + 1) * 100)], 20 + i as u64)
             .unwrap();

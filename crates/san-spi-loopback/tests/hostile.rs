@@ -33,6 +33,7 @@ use san_spi_core::transport::{
 };
 use san_spi_loopback::fault::{connect_raw, RawPeer, RawProbe};
 use san_spi_loopback::{CopyMode, LoopbackEndpoint, LoopbackTransport};
+use san_spi_testkit::RegisteredBuf;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -60,15 +61,16 @@ fn seed() -> u64 {
 }
 
 /// The victim's memory: a read-only region, a writable region between two guard zones, a
-/// receive buffer and a send source, registered with its transport.
+/// receive buffer and a send source, registered with its transport (the guarded buffer as
+/// a whole read-only, its middle page again, writable).
 struct Victim<'t> {
     t: &'t LoopbackTransport,
-    ro: Box<[u8]>,
-    guarded: Box<[u8]>,
-    recv: Box<[u8]>,
-    send: Box<[u8]>,
-    /// Read-only, writable, receive, send.
-    handles: [MemoryHandle; 4],
+    ro: RegisteredBuf<&'t LoopbackTransport>,
+    guarded: RegisteredBuf<&'t LoopbackTransport>,
+    recv: RegisteredBuf<&'t LoopbackTransport>,
+    send: RegisteredBuf<&'t LoopbackTransport>,
+    /// The writable middle page of `guarded`.
+    rw: MemoryHandle,
     /// The writable region's descriptor.
     d_rw: [u8; 32],
     /// The keys of the read-only and the writable region.
@@ -77,25 +79,19 @@ struct Victim<'t> {
 
 impl<'t> Victim<'t> {
     fn new(t: &'t LoopbackTransport) -> Victim<'t> {
-        let mut ro = vec![0x11u8; 4096].into_boxed_slice();
-        let mut guarded = vec![0x99u8; 3 * 4096].into_boxed_slice();
-        let mut recv = vec![0u8; 8192].into_boxed_slice();
-        let mut send = vec![0x42u8; 1024].into_boxed_slice();
-        // SAFETY: every box is owned by the `Victim`, which deregisters them (`deregister`)
-        // after the connections using them are closed.
-        let handles = unsafe {
-            [
-                t.register(ro.as_mut_ptr(), 4096, MemAccess::READ),
-                t.register(guarded.as_mut_ptr().add(4096), 4096, MemAccess::READ_WRITE),
-                t.register(recv.as_mut_ptr(), 8192, MemAccess::WRITE),
-                t.register(send.as_mut_ptr(), 1024, MemAccess::READ),
-            ]
-        }
-        .map(Result::unwrap);
-        let mut d_ro = [0u8; 32];
+        let reg = |len, fill, access| RegisteredBuf::new(t, len, fill, access).unwrap();
+        let ro = reg(4096, 0x11, MemAccess::READ);
+        let guarded = reg(3 * 4096, 0x99, MemAccess::READ);
+        let recv = reg(8192, 0, MemAccess::WRITE);
+        let send = reg(1024, 0x42, MemAccess::READ);
+        // SAFETY: the middle page lies inside `guarded`, which the `Victim` owns and frees
+        // only after `deregister` (or its drop) has deregistered this registration, once
+        // the connections using it are closed; the bytes are reached only by copy.
+        let rw =
+            unsafe { t.register(guarded.as_ptr().add(4096), 4096, MemAccess::READ_WRITE) }.unwrap();
+        let d_ro: [u8; 32] = ro.descriptor().unwrap()[..].try_into().unwrap();
         let mut d_rw = [0u8; 32];
-        t.export(handles[0], &mut d_ro).unwrap();
-        t.export(handles[1], &mut d_rw).unwrap();
+        t.export(rw, &mut d_rw).unwrap();
         let key = |d: &[u8; 32]| u64::from_le_bytes(d[8..16].try_into().unwrap());
         Victim {
             t,
@@ -104,40 +100,29 @@ impl<'t> Victim<'t> {
             guarded,
             recv,
             send,
-            handles,
+            rw,
             d_rw,
         }
     }
 
     /// Process addresses of the read-only and the writable region.
     fn addrs(&self) -> [u64; 2] {
-        [self.ro.as_ptr() as u64, self.guarded.as_ptr() as u64 + 4096]
+        [self.ro.addr(), self.guarded.addr() + 4096]
     }
 
     /// Posts what the victim has outstanding while garbage arrives — two receives, a send,
     /// an RDMA read — and returns how many were accepted.
     fn post_work(&self, ep: &LoopbackEndpoint, conn: usize) -> usize {
-        let sge = |h: MemoryHandle, p: *const u8, len: u32| Sge {
-            handle: h,
-            addr: p as u64,
-            len,
-        };
-        let [_, _, h_recv, h_send] = self.handles;
         let target = RemoteTarget {
             descriptor: &self.d_rw,
             offset: 0,
         };
-        let recv = |i: u64| {
-            ep.post_recv(
-                &[sge(h_recv, self.recv.as_ptr(), 8192)],
-                conn as u64 * 10 + i,
-            )
-        };
+        let recv = |i: u64| ep.post_recv(&[self.recv.sge(0..8192)], conn as u64 * 10 + i);
         [
             recv(0),
             recv(1),
-            ep.post_send(&[sge(h_send, self.send.as_ptr(), 1024)], 7),
-            ep.rdma_read(&[sge(h_recv, self.recv.as_ptr(), 512)], target, 8),
+            ep.post_send(&[self.send.sge(0..1024)], 7),
+            ep.rdma_read(&[self.recv.sge(0..512)], target, 8),
         ]
         .iter()
         .filter(|r| r.is_ok())
@@ -146,24 +131,27 @@ impl<'t> Victim<'t> {
 
     /// Nothing outside the writable region was written.
     fn assert_untouched(&self) {
+        assert!(self.ro.all(0..4096, 0x11), "read-only region written");
         assert!(
-            self.ro.iter().all(|&b| b == 0x11),
-            "read-only region written"
-        );
-        assert!(
-            self.guarded[..4096].iter().all(|&b| b == 0x99),
+            self.guarded.all(0..4096, 0x99),
             "guard before the writable region written"
         );
         assert!(
-            self.guarded[8192..].iter().all(|&b| b == 0x99),
+            self.guarded.all(8192..3 * 4096, 0x99),
             "guard after the writable region written"
         );
-        assert!(self.send.iter().all(|&b| b == 0x42), "send source written");
+        assert!(self.send.all(0..1024, 0x42), "send source written");
     }
 
-    fn deregister(self) {
-        for h in self.handles {
-            self.t.deregister(h).unwrap();
+    fn deregister(mut self) {
+        self.t.deregister(self.rw).unwrap();
+        for b in [
+            &mut self.ro,
+            &mut self.guarded,
+            &mut self.recv,
+            &mut self.send,
+        ] {
+            b.deregister().unwrap();
         }
     }
 }
@@ -572,22 +560,10 @@ fn child_peer(spec: &str) -> ! {
     println!("child listening");
     let ep = block_on(listener.accept()).unwrap();
     let len = 64 << 20;
-    let mut region = vec![7u8; len].into_boxed_slice();
-    let mut desc = vec![0u8; 32];
-    // SAFETY: the region lives until the process is killed.
-    let h = unsafe { t.register(region.as_mut_ptr(), len, MemAccess::READ_WRITE) }.unwrap();
-    t.export(h, &mut desc).unwrap();
-    // SAFETY: as above.
-    let hd = unsafe { t.register(desc.as_mut_ptr(), 32, MemAccess::READ) }.unwrap();
-    ep.post_send(
-        &[Sge {
-            handle: hd,
-            addr: desc.as_ptr() as u64,
-            len: 32,
-        }],
-        1,
-    )
-    .unwrap();
+    let region = RegisteredBuf::new(&t, len, 7, MemAccess::READ_WRITE).unwrap();
+    let desc = RegisteredBuf::new(&t, 32, 0, MemAccess::READ).unwrap();
+    desc.write(0, &region.descriptor().unwrap());
+    ep.post_send(&[desc.sge(0..32)], 1).unwrap();
     loop {
         ep.wait(Duration::from_millis(100));
         let mut c = [Completion::default(); 8];
@@ -625,36 +601,17 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
         }
     };
     let len = 16 << 20;
-    let mut buf = vec![0u8; 4 * len].into_boxed_slice();
-    let mut desc = [0u8; 32];
-    // SAFETY: both live until the end of the test, after every completion.
-    let (h, hdesc) = unsafe {
-        (
-            t.register(buf.as_mut_ptr(), 4 * len, MemAccess::READ_WRITE)
-                .unwrap(),
-            t.register(desc.as_mut_ptr(), 32, MemAccess::WRITE).unwrap(),
-        )
-    };
-    ep.post_recv(
-        &[Sge {
-            handle: hdesc,
-            addr: desc.as_ptr() as u64,
-            len: 32,
-        }],
-        0,
-    )
-    .unwrap();
+    let mut buf = RegisteredBuf::new(&t, 4 * len, 0, MemAccess::READ_WRITE).unwrap();
+    let mut descbuf = RegisteredBuf::new(&t, 32, 0, MemAccess::WRITE).unwrap();
+    ep.post_recv(&[descbuf.sge(0..32)], 0).unwrap();
     let first = drain(&ep, 1, Instant::now() + Duration::from_secs(10));
     assert_eq!(first.len(), 1, "descriptor from the child");
     assert_eq!(first[0].result, Ok(32));
+    let desc = descbuf.to_vec(0..32);
     // Load: RDMA reads and writes of 16 MiB, and receives that never complete.
     let mut posted = 0;
     for i in 0..4u64 {
-        let sge = Sge {
-            handle: h,
-            addr: buf.as_ptr() as u64 + i * len as u64,
-            len: len as u32,
-        };
+        let sge = buf.sge(i as usize * len..(i as usize + 1) * len);
         let target = RemoteTarget {
             descriptor: &desc,
             offset: 0,
@@ -667,15 +624,7 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
         posted += 1;
     }
     for i in 0..3u64 {
-        ep.post_recv(
-            &[Sge {
-                handle: h,
-                addr: buf.as_ptr() as u64,
-                len: 1024,
-            }],
-            200 + i,
-        )
-        .unwrap();
+        ep.post_recv(&[buf.sge(0..1024)], 200 + i).unwrap();
         posted += 1;
     }
     std::thread::sleep(Duration::from_millis(5));
@@ -694,8 +643,8 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
     let errors = got.iter().filter(|c| c.result.is_err()).count();
     assert!(errors >= 3, "the receives at least must fail: {got:?}");
     ep.close();
-    t.deregister(h).unwrap();
-    t.deregister(hdesc).unwrap();
+    buf.deregister().unwrap();
+    descbuf.deregister().unwrap();
 }
 
 const SEND: u16 = 1;
@@ -728,17 +677,13 @@ fn victim_with_raw_records(
 }
 
 /// A zeroed `len`-byte buffer registered READ_WRITE with `t`, and its SGE.
-fn registered_buffer(t: &LoopbackTransport, len: usize) -> (Box<[u8]>, MemoryHandle, Sge) {
-    let mut buf = vec![0u8; len].into_boxed_slice();
-    // SAFETY: the caller keeps `buf` (returned) until it deregisters the handle, after
-    // every operation on it.
-    let h = unsafe { t.register(buf.as_mut_ptr(), len, MemAccess::READ_WRITE) }.unwrap();
-    let sge = Sge {
-        handle: h,
-        addr: buf.as_ptr() as u64,
-        len: len as u32,
-    };
-    (buf, h, sge)
+fn registered_buffer(
+    t: &LoopbackTransport,
+    len: usize,
+) -> (RegisteredBuf<&LoopbackTransport>, Sge) {
+    let buf = RegisteredBuf::new(t, len, 0, MemAccess::READ_WRITE).expect("register");
+    let sge = buf.sge(0..len);
+    (buf, sge)
 }
 
 /// A close that cuts a message short is a reset, not an end of stream: the receive that
@@ -753,7 +698,7 @@ fn a_message_cut_by_the_close_is_a_reset() {
         9160,
         &[(SEND, FIRST, 200, &[7u8; 100]), (CLOSE, 0, 0, &[])],
     );
-    let (buf, h, sge) = registered_buffer(&t, 256);
+    let (mut buf, sge) = registered_buffer(&t, 256);
     ep.post_recv(&[sge], 1).unwrap();
     peer.signal();
     let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
@@ -773,10 +718,10 @@ fn a_message_cut_by_the_close_is_a_reset() {
         }
         Err(e) => assert_eq!(e, san_spi_core::transport::PostError::Closed),
     }
-    assert!(buf[100..].iter().all(|&b| b == 0), "written past the part");
+    assert!(buf.all(100..256, 0), "written past the part");
     drop(peer);
     ep.close();
-    t.deregister(h).unwrap();
+    buf.deregister().unwrap();
 }
 
 /// Corruption met while draining what a departed peer left still fails everything: the
@@ -793,7 +738,7 @@ fn corruption_after_the_peer_left_still_fails_everything() {
     drop(peer);
     // Let the hang-up be seen before any receive exists (the message waits for one).
     std::thread::sleep(Duration::from_millis(100));
-    let (_buf, h, sge) = registered_buffer(&t, 256);
+    let (mut buf, sge) = registered_buffer(&t, 256);
     ep.post_recv(&[sge], 1).unwrap();
     let got = drain(&ep, 1, Instant::now() + Duration::from_secs(5));
     assert_eq!(got.len(), 1, "the receive never completed");
@@ -802,7 +747,7 @@ fn corruption_after_the_peer_left_still_fails_everything() {
         (1, Err(san_spi_core::WsaError::ConnReset))
     );
     ep.close();
-    t.deregister(h).unwrap();
+    buf.deregister().unwrap();
 }
 
 /// A peer that hands over memory whose ring positions are off the record grid: the victim
@@ -823,7 +768,7 @@ fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
         drop(peer);
     });
     let ep = block_on(listener.accept()).unwrap();
-    let (_buf, h, sge) = registered_buffer(&t, 64);
+    let (mut buf, sge) = registered_buffer(&t, 64);
     let mut posted = 0;
     if ep.post_recv(&[sge], 1).is_ok() {
         posted += 1;
@@ -836,5 +781,5 @@ fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
     assert!(got.iter().all(|c| c.result.is_err()), "{got:?}");
     attacker.join().expect("attacker");
     ep.close();
-    t.deregister(h).unwrap();
+    buf.deregister().unwrap();
 }

@@ -1,7 +1,7 @@
 //! An idle connection burns no CPU, and neither does one whose next message waits for a
 //! receive. Alone in its own test binary so that no other test's work is counted.
 
-use san_spi_core::transport::{block_on, Endpoint, Listener, MemAccess, Memory, Sge, Transport};
+use san_spi_core::transport::{block_on, Endpoint, Listener, MemAccess, Transport};
 use san_spi_loopback::LoopbackTransport;
 use std::time::Duration;
 
@@ -38,19 +38,8 @@ fn idle_and_blocked_connections_burn_no_cpu() {
     );
 
     // A message the server has no receive for: it waits in the ring, nobody spins on it.
-    let mut src = vec![1u8; 100].into_boxed_slice();
-    // SAFETY: `src` outlives the registration and the send.
-    let h = unsafe { t.register(src.as_mut_ptr(), 100, MemAccess::READ) }.unwrap();
-    client
-        .post_send(
-            &[Sge {
-                handle: h,
-                addr: src.as_ptr() as u64,
-                len: 100,
-            }],
-            1,
-        )
-        .unwrap();
+    let mut src = san_spi_testkit::RegisteredBuf::new(&t, 100, 1, MemAccess::READ).unwrap();
+    client.post_send(&[src.sge(0..100)], 1).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let blocked = cpu_while_sleeping(Duration::from_millis(500));
     assert!(
@@ -59,5 +48,5 @@ fn idle_and_blocked_connections_burn_no_cpu() {
     );
     drop(server);
     drop(client);
-    t.deregister(h).unwrap();
+    src.deregister().unwrap();
 }

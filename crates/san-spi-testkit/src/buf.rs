@@ -7,8 +7,9 @@
 //! they do not change while it lives, so this type never hands one out. It keeps a raw
 //! pointer, taken once when the memory is allocated, and moves bytes in and out **by copy**
 //! ([`read`](RegisteredBuf::read), [`write`](RegisteredBuf::write),
-//! [`fill`](RegisteredBuf::fill), [`to_vec`](RegisteredBuf::to_vec)). The bytes are
-//! `UnsafeCell<u8>`, so no part of the program assumes them immutable either.
+//! [`fill`](RegisteredBuf::fill), [`to_vec`](RegisteredBuf::to_vec)), through `&self`:
+//! the bytes are a raw allocation no reference ever covers, so no part of the program
+//! assumes them unchanged or unshared.
 //!
 //! What it cannot decide for the program is *when* to look: bytes read while an operation
 //! on them is still pending are whatever the transport has placed so far. The suite reads a
@@ -18,7 +19,7 @@
 
 use san_spi_core::transport::{MemAccess, Memory, MemoryHandle, Sge};
 use san_spi_core::WsaError;
-use std::cell::UnsafeCell;
+use std::alloc::Layout;
 use std::ops::{Deref, Range};
 use std::ptr::NonNull;
 
@@ -43,8 +44,8 @@ where
     R::Target: Memory,
 {
     mem: R,
-    /// The allocation: `len` bytes from `Box::<[UnsafeCell<u8>]>::into_raw`, freed in
-    /// `drop` and never reached through a reference meanwhile.
+    /// The allocation: `len` bytes (at least one) aligned to [`ALIGN`], from `allocate`,
+    /// freed in `drop` and never reached through a reference meanwhile.
     ptr: NonNull<u8>,
     len: usize,
     handle: Option<MemoryHandle>,
@@ -57,12 +58,26 @@ unsafe impl<R: Deref + Send> Send for RegisteredBuf<R> where R::Target: Memory {
 // SAFETY: as for `Send`; every method takes `&self` and forms no reference to the bytes.
 unsafe impl<R: Deref + Sync> Sync for RegisteredBuf<R> where R::Target: Memory {}
 
-/// Allocates `len` bytes of `fill` and returns the pointer to them, taken once.
+/// Alignment of every buffer: a page, as NICs register whole pages and as the bench
+/// compares copies fairly with its baselines.
+pub const ALIGN: usize = 4096;
+
+fn layout(len: usize) -> Layout {
+    // At least one byte: `alloc` takes no zero-sized layout.
+    Layout::from_size_align(len.max(1), ALIGN).expect("buffer too large")
+}
+
+/// Allocates `len` bytes of `fill`, page-aligned, and returns the pointer to them, taken
+/// once.
 fn allocate(len: usize, fill: u8) -> NonNull<u8> {
-    let cells: Box<[UnsafeCell<u8>]> = (0..len).map(|_| UnsafeCell::new(fill)).collect();
-    let raw = Box::into_raw(cells) as *mut UnsafeCell<u8> as *mut u8;
-    // A zero-length box still has a non-null, dangling, aligned pointer.
-    NonNull::new(raw).expect("Box::into_raw is never null")
+    let layout = layout(len);
+    // SAFETY: `layout` has a non-zero size.
+    let raw = unsafe { std::alloc::alloc(layout) };
+    let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+    // SAFETY: `ptr` is a fresh allocation of `layout.size()` ≥ `len` bytes that nothing
+    // else knows of yet.
+    unsafe { std::ptr::write_bytes(ptr.as_ptr(), fill, layout.size()) };
+    ptr
 }
 
 impl<R: Deref> RegisteredBuf<R>
@@ -137,6 +152,11 @@ where
         self.ptr.as_ptr()
     }
 
+    /// The registration handle, or `None` once deregistered.
+    pub fn registration(&self) -> Option<MemoryHandle> {
+        self.handle
+    }
+
     /// The registration handle.
     ///
     /// # Panics
@@ -206,7 +226,8 @@ where
         let end = offset.checked_add(bytes.len()).expect("range overflows");
         self.check(&(offset..end));
         // SAFETY: as in `read`, with the roles exchanged; writing through `&self` is
-        // allowed because the bytes are `UnsafeCell`s that no reference covers.
+        // sound because no reference covers the bytes (only this raw pointer reaches
+        // them), so none is invalidated.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
@@ -282,14 +303,12 @@ where
         if let Some(h) = self.handle.take() {
             let _ = self.mem.deregister(h);
         }
-        let slice =
-            std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr() as *mut UnsafeCell<u8>, self.len);
-        // SAFETY: `ptr`/`len` came from `Box::into_raw` of a `[UnsafeCell<u8>]` of `len`
-        // elements in `allocate` and are freed only here, once. The registration is gone,
-        // so the transport no longer addresses the bytes through it; operations still in
-        // flight on it are the caller's to have completed first (the registration
-        // contract), as with any memory a program frees.
-        drop(unsafe { Box::from_raw(slice) });
+        // SAFETY: `ptr` came from `std::alloc::alloc(layout(len))` in `allocate` and is
+        // freed only here, once. The registration is gone, so the transport no longer
+        // addresses the bytes through it; operations still in flight on it are the
+        // caller's to have completed first (the registration contract), as with any memory
+        // a program frees.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout(self.len)) }
     }
 }
 

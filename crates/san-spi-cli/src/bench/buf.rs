@@ -1,11 +1,13 @@
-//! Page-aligned buffers for the benchmark, registered with a loopback transport or not.
+//! Page-aligned buffers for the benchmark: [`AlignedBuf`] for the baselines, [`RegBuf`]
+//! (the testkit's [`RegisteredBuf`]) for the transport.
 //!
 //! The bytes live in a raw allocation (never behind a `Box` or `&mut`), because the
 //! transport reads and writes them from its progress threads while this thread holds the
 //! buffer: every access from here goes through the raw pointer too.
 
-use san_spi_core::transport::{MemAccess, Memory, MemoryHandle, Sge};
+use san_spi_core::transport::MemAccess;
 use san_spi_loopback::LoopbackTransport;
+use san_spi_testkit::RegisteredBuf;
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 
@@ -58,17 +60,6 @@ impl AlignedBuf {
     pub fn ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
-
-    /// Whether the first `len` bytes of both buffers are equal (read once no transfer runs).
-    pub fn same_as(&self, other: &AlignedBuf, len: usize) -> bool {
-        let len = len.min(self.len()).min(other.len());
-        // SAFETY: both ranges are inside their allocations, and the caller checks only once
-        // every operation on them has completed.
-        unsafe {
-            std::slice::from_raw_parts(self.ptr(), len)
-                == std::slice::from_raw_parts(other.ptr(), len)
-        }
-    }
 }
 
 impl Drop for AlignedBuf {
@@ -78,60 +69,23 @@ impl Drop for AlignedBuf {
     }
 }
 
-/// An [`AlignedBuf`] registered with a loopback transport; deregistered before it is freed.
-pub struct RegBuf<'t> {
-    t: &'t LoopbackTransport,
-    handle: MemoryHandle,
-    // Dropped after `drop` below deregisters: the transport never touches freed memory.
-    buf: AlignedBuf,
-}
+/// A buffer registered with a loopback transport: the workspace's one registered-buffer
+/// type, page-aligned like [`AlignedBuf`], so copies compare fairly with the baselines.
+pub type RegBuf<'t> = RegisteredBuf<&'t LoopbackTransport>;
 
-impl<'t> RegBuf<'t> {
-    /// `len` bytes registered with `access`.
-    pub fn new(
-        t: &'t LoopbackTransport,
-        len: usize,
-        seed: u8,
-        access: MemAccess,
-    ) -> Result<RegBuf<'t>, String> {
-        let buf = AlignedBuf::new(len, seed);
-        // SAFETY: the allocation stays mapped until `RegBuf::drop` has deregistered it
-        // (the field is dropped after `drop` runs), and this module accesses it only
-        // through raw pointers, after the completions of the operations that used it.
-        let handle = unsafe { t.register(buf.ptr(), buf.len(), access) }
-            .map_err(|e| format!("registering {len} bytes: {e}"))?;
-        Ok(RegBuf { t, handle, buf })
-    }
-
-    /// One SGE of `len` bytes at `offset`.
-    pub fn sge(&self, offset: usize, len: usize) -> Sge {
-        assert!(offset + len <= self.buf.len());
-        Sge {
-            handle: self.handle,
-            addr: self.buf.ptr() as u64 + offset as u64,
-            len: len as u32,
-        }
-    }
-
-    /// The exported RDMA descriptor.
-    pub fn descriptor(&self) -> Result<Vec<u8>, String> {
-        let mut d = vec![0u8; 256];
-        let n = self
-            .t
-            .export(self.handle, &mut d)
-            .map_err(|e| format!("export: {e}"))?;
-        d.truncate(n);
-        Ok(d)
-    }
-
-    /// The buffer.
-    pub fn buf(&self) -> &AlignedBuf {
-        &self.buf
-    }
-}
-
-impl Drop for RegBuf<'_> {
-    fn drop(&mut self) {
-        let _ = self.t.deregister(self.handle);
-    }
+/// `len` bytes registered with `access`, filled with the pattern of `seed` (as
+/// [`AlignedBuf::fill`]).
+pub fn registered(
+    t: &LoopbackTransport,
+    len: usize,
+    seed: u8,
+    access: MemAccess,
+) -> Result<RegBuf<'_>, String> {
+    let b = RegisteredBuf::new(t, len, 0, access)
+        .map_err(|e| format!("registering {len} bytes: {e}"))?;
+    let pattern: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    b.write(0, &pattern);
+    Ok(b)
 }

@@ -7,7 +7,7 @@
 //! RDMA writes into a region registered by the peer, and sends into posted receives,
 //! several in flight, timed from the first post to the last completion.
 
-use super::buf::RegBuf;
+use super::buf::{registered, RegBuf};
 use super::{Idle, Plan, RoundTrips};
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Op, PostError, RemoteTarget, Sge,
@@ -104,21 +104,21 @@ pub fn latency(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
 
 fn latency_on(p: &Pair, size: usize, plan: &Plan) -> Result<RoundTrips, String> {
     let len = size.max(1);
-    let c_src = RegBuf::new(&p.ct, len, 1, MemAccess::READ)?;
-    let c_dst = RegBuf::new(&p.ct, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
-    let s_src = RegBuf::new(&p.st, len, 2, MemAccess::READ)?;
-    let s_dst = RegBuf::new(&p.st, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
+    let c_src = registered(&p.ct, len, 1, MemAccess::READ)?;
+    let c_dst = registered(&p.ct, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
+    let s_src = registered(&p.st, len, 2, MemAccess::READ)?;
+    let s_dst = registered(&p.st, len * RECV_SLOTS, 0, MemAccess::WRITE)?;
     for slot in 0..RECV_SLOTS {
         p.client
-            .post_recv(&[c_dst.sge(slot * len, size)], slot as u64)
+            .post_recv(&[c_dst.sge(slot * len..slot * len + size)], slot as u64)
             .map_err(|e| format!("post_recv: {e}"))?;
         p.server
-            .post_recv(&[s_dst.sge(slot * len, size)], slot as u64)
+            .post_recv(&[s_dst.sge(slot * len..slot * len + size)], slot as u64)
             .map_err(|e| format!("post_recv: {e}"))?;
     }
     let stop = AtomicBool::new(false);
-    let c_send = c_src.sge(0, size);
-    let s_send = s_src.sge(0, size);
+    let c_send = c_src.sge(0..size);
+    let s_send = s_src.sge(0..size);
     std::thread::scope(|scope| {
         let server = scope.spawn(|| {
             let r = serve_pingpong(&p.server, &s_dst, s_send, size, len, &stop);
@@ -170,7 +170,7 @@ fn serve_pingpong(
                     post(|| ep.post_send(&[send], 1 << 32 | token), "post_send")?;
                     let slot = c.token as usize;
                     post(
-                        || ep.post_recv(&[dst.sge(slot * len, size)], slot as u64),
+                        || ep.post_recv(&[dst.sge(slot * len..slot * len + size)], slot as u64),
                         "post_recv",
                     )?;
                 }
@@ -233,7 +233,7 @@ fn client_pingpong(
         // server reposts after replying (the other receives posted cover the next message).
         let slot = got.expect("loop ends with a reply");
         post(
-            || ep.post_recv(&[dst.sge(slot * len, size)], slot as u64),
+            || ep.post_recv(&[dst.sge(slot * len..slot * len + size)], slot as u64),
             "post_recv",
         )?;
         if measuring {
@@ -323,14 +323,14 @@ pub fn rdma_write(
 }
 
 fn rdma_write_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String> {
-    let src = RegBuf::new(&p.ct, size, 7, MemAccess::READ)?;
-    let dst = RegBuf::new(&p.st, size, 0, MemAccess::WRITE)?;
-    let desc = dst.descriptor()?;
+    let src = registered(&p.ct, size, 7, MemAccess::READ)?;
+    let dst = registered(&p.st, size, 0, MemAccess::WRITE)?;
+    let desc = dst.descriptor().map_err(|e| format!("export: {e}"))?;
     let target = RemoteTarget {
         descriptor: &desc,
         offset: 0,
     };
-    let sge = [src.sge(0, size)];
+    let sge = [src.sge(0..size)];
     let depth = depth(size);
     let mut comps = [Completion::default(); 32];
     let mut idle = Idle::yielding();
@@ -365,7 +365,7 @@ fn rdma_write_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String>
     };
     run(1, Duration::ZERO)?;
     let t = run(plan.bw_min_ops, plan.bw_budget)?;
-    if !dst.buf().same_as(src.buf(), size) {
+    if dst.checksum(0..size) != src.checksum(0..size) {
         return Err("the RDMA-written region differs from the source".into());
     }
     Ok(t)
@@ -382,14 +382,14 @@ pub fn send_recv(size: usize, plan: &Plan) -> Result<Transfer, String> {
 
 fn send_recv_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String> {
     let depth = depth(size);
-    let src = RegBuf::new(&p.ct, size, 9, MemAccess::READ)?;
-    let dst = RegBuf::new(&p.st, size * depth, 0, MemAccess::WRITE)?;
+    let src = registered(&p.ct, size, 9, MemAccess::READ)?;
+    let dst = registered(&p.st, size * depth, 0, MemAccess::WRITE)?;
     for slot in 0..depth {
         p.server
-            .post_recv(&[dst.sge(slot * size, size)], slot as u64)
+            .post_recv(&[dst.sge(slot * size..slot * size + size)], slot as u64)
             .map_err(|e| format!("post_recv: {e}"))?;
     }
-    let sge = [src.sge(0, size)];
+    let sge = [src.sge(0..size)];
     // Total messages, once the client knows it; u64::MAX until then.
     let total = AtomicU64::new(u64::MAX);
     let failed_flag = AtomicBool::new(false);
@@ -425,8 +425,10 @@ fn send_recv_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String> 
                             let slot = c.token as usize;
                             post(
                                 || {
-                                    p.server
-                                        .post_recv(&[dst.sge(slot * size, size)], slot as u64)
+                                    p.server.post_recv(
+                                        &[dst.sge(slot * size..slot * size + size)],
+                                        slot as u64,
+                                    )
                                 },
                                 "post_recv",
                             )?;
