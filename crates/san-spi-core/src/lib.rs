@@ -1,13 +1,36 @@
 //! `san-spi-core` — the portable, sans-IO protocol core of a Windows Sockets Direct SAN
-//! service provider.
+//! service provider. **Writing a transport for your NIC?** Start with the repository's
+//! `docs/transport-guide.md`: implement the traits of [`transport`] ([`TransportControl`],
+//! [`Memory`], [`Endpoint`], [`Listener`], [`Transport`]; `#[async_trait]` is re-exported
+//! there) and prove them with the conformance suite of `san-spi-testkit`; the reference
+//! transport `san-spi-inproc` is the worked example to copy. The core then drives your
+//! transport for everything the switch asks:
+//!
+//! ```
+//! use san_spi_core::addr::Width;
+//! use san_spi_core::socket::SanSockets;
+//! use san_spi_core::transport::Transport;
+//!
+//! /// The provider's socket table over any transport, for 64-bit callers.
+//! fn provider<T: Transport>(nic: T) -> SanSockets<T> {
+//!     SanSockets::new(nic, Width::W64)
+//! }
+//! ```
+//!
+//! [`TransportControl`]: transport::TransportControl
+//! [`Memory`]: transport::Memory
+//! [`Endpoint`]: transport::Endpoint
+//! [`Listener`]: transport::Listener
+//! [`Transport`]: transport::Transport
 //!
 //! Everything in a SAN provider that is not hardware and not Win32 lives here and is tested
 //! on any OS: the `WSPIoctl` control-code encoding ([`ioctl`]), the extension-function GUIDs
 //! ([`guid`]), the Winsock error codes ([`error`]), the `SOCKET_ADDRESS_LIST` returned by
 //! `SIO_ADDRESS_LIST_QUERY` ([`addr`]) and the `QOS` structures ([`qos`]), each for the
-//! 32- and 64-bit Windows layouts from any host.
+//! 32- and 64-bit Windows layouts from any host; overlapped completion ([`overlapped`]),
+//! `WSPIoctl` dispatch ([`dispatch`]) and the socket layer ([`socket`]).
 //!
-//! The crate does no I/O, starts no threads and contains no `unsafe` code. Caller memory is
+//! The crate does no I/O, starts no threads and contains no `unsafe` block. Caller memory is
 //! handled as byte slices together with the caller's base address, so self-pointing
 //! structures are emitted exactly as the caller will read them.
 //!
