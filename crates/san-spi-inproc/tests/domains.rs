@@ -2,6 +2,8 @@
 //! domains on one fabric, descriptors from the wrong domain or with any byte changed,
 //! fabrics that must not meet, and the control plane's address checks.
 
+mod common;
+
 use san_spi_core::transport::{
     block_on, Completion, Endpoint, Listener, MemAccess, Op, PostError, RemoteTarget, Transport,
 };
@@ -13,25 +15,8 @@ type Buf<'t> = RegisteredBuf<&'t InprocTransport>;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Two transports on fabric `name` (each its own domain), connected: `(server transport,
-/// client transport, client endpoint, server endpoint)`.
-fn two(
-    name: &str,
-) -> (
-    InprocTransport,
-    InprocTransport,
-    InprocEndpoint,
-    InprocEndpoint,
-) {
-    let ts = InprocTransport::new(name);
-    let tc = InprocTransport::new(name);
-    assert_ne!(ts.domain_id(), tc.domain_id());
-    let addr: SocketAddr = "198.18.0.1:5000".parse().unwrap();
-    let l = block_on(ts.listen(addr)).unwrap();
-    let c = block_on(tc.connect(addr)).unwrap();
-    let s = block_on(l.accept()).unwrap();
-    (ts, tc, c, s)
-}
+/// Where the connections of this file listen.
+const ADDR: &str = "198.18.0.1:5000";
 
 fn write(ep: &InprocEndpoint, src: &Buf<'_>, d: &[u8], token: u64) -> Result<(), PostError> {
     let target = RemoteTarget {
@@ -43,7 +28,7 @@ fn write(ep: &InprocEndpoint, src: &Buf<'_>, d: &[u8], token: u64) -> Result<(),
 
 #[test]
 fn descriptors_resolve_in_the_peers_domain_only() {
-    let (ts, tc, c, s) = two("domains-resolve");
+    let (ts, tc, c, s) = common::connected("domains-resolve", ADDR);
     let peer_region = Buf::new(&ts, 64, 0, MemAccess::READ_WRITE).unwrap();
     let own_region = Buf::new(&tc, 64, 0, MemAccess::READ_WRITE).unwrap();
     let other = InprocTransport::new("domains-resolve");
@@ -79,7 +64,7 @@ fn descriptors_resolve_in_the_peers_domain_only() {
 
 #[test]
 fn a_descriptor_with_any_byte_changed_is_refused() {
-    let (ts, tc, c, _s) = two("domains-flip");
+    let (ts, tc, c, _s) = common::connected("domains-flip", ADDR);
     let region = Buf::new(&ts, 64, 0, MemAccess::READ_WRITE).unwrap();
     let src = Buf::new(&tc, 64, 7, MemAccess::READ_WRITE).unwrap();
     let d = region.descriptor().unwrap();
@@ -122,7 +107,7 @@ fn a_descriptor_with_any_byte_changed_is_refused() {
 
 #[test]
 fn a_reused_key_makes_old_descriptors_stale() {
-    let (ts, tc, c, _s) = two("domains-reuse");
+    let (ts, tc, c, _s) = common::connected("domains-reuse", ADDR);
     let src = Buf::new(&tc, 64, 3, MemAccess::READ).unwrap();
     let mut first = Buf::with_key(&ts, 64, 0, MemAccess::READ_WRITE, 77).unwrap();
     let old = first.descriptor().unwrap();
@@ -137,7 +122,7 @@ fn a_reused_key_makes_old_descriptors_stale() {
 
 #[test]
 fn messages_cross_domains_staged_and_queued_in_order() {
-    let (ts, tc, c, s) = two("domains-messages");
+    let (ts, tc, c, s) = common::connected("domains-messages", ADDR);
     // Enough 64 KiB messages to fill staging and queue the rest on the sender.
     let n = STAGING_BYTES / (64 << 10) + 4;
     let src = Buf::new(&tc, n << 16, 0, MemAccess::READ).unwrap();
@@ -167,7 +152,7 @@ fn messages_cross_domains_staged_and_queued_in_order() {
 
 #[test]
 fn a_queued_send_whose_buffer_was_deregistered_fails_alone() {
-    let (ts, tc, c, s) = two("domains-dereg-queued");
+    let (ts, tc, c, s) = common::connected("domains-dereg-queued", ADDR);
     let big = Buf::new(&tc, STAGING_BYTES + 1, 1, MemAccess::READ).unwrap();
     let mut gone = Buf::new(&tc, 8, 2, MemAccess::READ).unwrap();
     let ok = Buf::new(&tc, 8, 3, MemAccess::READ).unwrap();
@@ -188,7 +173,7 @@ fn a_queued_send_whose_buffer_was_deregistered_fails_alone() {
 
 #[test]
 fn close_aborts_queued_sends_and_resets_the_peers() {
-    let (ts, tc, c, s) = two("domains-close-queued");
+    let (ts, tc, c, s) = common::connected("domains-close-queued", ADDR);
     let big = Buf::new(&tc, STAGING_BYTES + 1, 1, MemAccess::READ).unwrap();
     let back = Buf::new(&ts, STAGING_BYTES + 1, 1, MemAccess::READ).unwrap();
     c.post_send(&[big.sge(0..STAGING_BYTES + 1)], 1).unwrap();

@@ -1,21 +1,13 @@
 //! The transport conformance suite, in one process, once per copy mode.
 
+mod common;
+
 use san_spi_loopback::{CopyMode, LoopbackTransport};
 use san_spi_testkit::fault::FaultInjector;
 use san_spi_testkit::{not_applicable, transport_conformance, Harness};
 
 #[global_allocator]
 static ALLOCATOR: san_spi_testkit::CountingAllocator = san_spi_testkit::CountingAllocator;
-
-/// The loopback's descriptor carries its key at bytes 8..16 and, by design, trusts only
-/// the key (address and length are informational): a forgery is a different key.
-fn forge_key(descriptor: &[u8]) -> Option<Vec<u8>> {
-    let mut forged = descriptor.to_vec();
-    for b in forged.get_mut(8..16)? {
-        *b ^= 0x5C;
-    }
-    Some(forged)
-}
 
 /// Fresh loopback transports in single-copy mode.
 struct SingleCopy;
@@ -30,7 +22,7 @@ impl Harness for SingleCopy {
     }
 
     fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
-        forge_key(descriptor)
+        common::forge_key(descriptor)
     }
 }
 
@@ -46,7 +38,7 @@ impl Harness for Bounce {
     }
 
     fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
-        forge_key(descriptor)
+        common::forge_key(descriptor)
     }
 }
 
@@ -67,7 +59,7 @@ impl Harness for Faulty {
     }
 
     fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
-        forge_key(descriptor)
+        common::forge_key(descriptor)
     }
 }
 

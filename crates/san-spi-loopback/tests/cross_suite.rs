@@ -1,6 +1,8 @@
 //! The conformance suite across two processes (`san_spi_testkit::remote`), in both copy
 //! modes.
 
+mod common;
+
 use san_spi_loopback::{CopyMode, LoopbackTransport};
 use san_spi_testkit::{transport_conformance_cross_process, Harness};
 
@@ -10,21 +12,12 @@ struct XpSingleCopy;
 #[global_allocator]
 static ALLOCATOR: san_spi_testkit::CountingAllocator = san_spi_testkit::CountingAllocator;
 
-/// See `conformance.rs`: the loopback trusts only the key of a descriptor.
-fn forge_key(descriptor: &[u8]) -> Option<Vec<u8>> {
-    let mut forged = descriptor.to_vec();
-    for b in forged.get_mut(8..16)? {
-        *b ^= 0x5C;
-    }
-    Some(forged)
-}
-
 impl Harness for XpSingleCopy {
     type T = LoopbackTransport;
     const ALLOCATION_FREE: bool = true;
 
     fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
-        forge_key(descriptor)
+        common::forge_key(descriptor)
     }
 
     fn transport(name: &str) -> LoopbackTransport {
@@ -40,7 +33,7 @@ impl Harness for XpBounce {
     const ALLOCATION_FREE: bool = true;
 
     fn forge(descriptor: &[u8]) -> Option<Vec<u8>> {
-        forge_key(descriptor)
+        common::forge_key(descriptor)
     }
 
     fn transport(name: &str) -> LoopbackTransport {

@@ -313,29 +313,7 @@ pub fn not_applicable_summary<H: Harness>(suite_name: &str) {
 #[macro_export]
 macro_rules! transport_conformance {
     ($harness:ty) => {
-        $crate::__conformance_tests!(in_process, $harness;
-            connect_accept_exchange,
-            messages_keep_order_and_boundaries,
-            send_before_recv_waits,
-            oversized_message_fails_the_receive,
-            rdma_write_read_with_offsets_and_many_sges,
-            access_rights_are_enforced,
-            bad_remote_accesses_touch_nothing,
-            forged_descriptors_are_refused,
-            local_sges_are_checked,
-            deregistration_while_in_flight,
-            cache_callback_drops_every_overlapping,
-            close_aborts_pending_exactly_once,
-            posts_racing_a_close_complete_exactly_once,
-            peer_close_fails_pending,
-            messages_sent_before_close_are_delivered,
-            graceful_close_delivers_everything_then_disconnects,
-            large_transfers_verify_by_checksum,
-            full_queue_is_back_pressure,
-            full_receive_queue_is_back_pressure,
-            provider_chosen_keys,
-            data_plane_allocation_free,
-        );
+        $crate::__behaviours!(__conformance_tests!(in_process, $harness));
         #[test]
         fn connect_and_listen_errors() {
             $crate::suite::connect_and_listen_errors::<$harness>();
@@ -363,7 +341,28 @@ macro_rules! transport_conformance {
 #[macro_export]
 macro_rules! transport_conformance_cross_process {
     ($harness:ty) => {
-        $crate::__conformance_tests!(cross_process, $harness;
+        $crate::__behaviours!(__conformance_tests!(cross_process, $harness));
+        $crate::__conformance_tests!(cross_process, $harness; peer_death_keeps_what_it_sent);
+        #[test]
+        fn not_applicable_summary() {
+            $crate::not_applicable_summary::<$harness>(module_path!());
+        }
+    };
+    ($name:ident, $harness:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::transport_conformance_cross_process!($harness);
+        }
+    };
+}
+
+/// The behaviours both suite macros run, once: calls `$crate::$mac!($args; b1, b2, …)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __behaviours {
+    ($mac:ident!($($args:tt)*)) => {
+        $crate::$mac!($($args)*;
             connect_accept_exchange,
             messages_keep_order_and_boundaries,
             send_before_recv_waits,
@@ -385,19 +384,7 @@ macro_rules! transport_conformance_cross_process {
             full_receive_queue_is_back_pressure,
             provider_chosen_keys,
             data_plane_allocation_free,
-            peer_death_keeps_what_it_sent,
         );
-        #[test]
-        fn not_applicable_summary() {
-            $crate::not_applicable_summary::<$harness>(module_path!());
-        }
-    };
-    ($name:ident, $harness:ty) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::transport_conformance_cross_process!($harness);
-        }
     };
 }
 

@@ -699,6 +699,22 @@ fn peer_sends_one_byte_messages(peer: &mut dyn crate::Peer, n: usize, first: u8)
     }
 }
 
+/// Receives `n` one-byte messages into `dst[..n]`, one receive at a time (tokens `0..n`),
+/// and checks they are `first`, `first + 1`, ….
+fn receive_one_byte_messages<E: Endpoint, R>(ep: &E, dst: &RegisteredBuf<R>, n: usize, first: u8)
+where
+    R: std::ops::Deref,
+    R::Target: Memory,
+{
+    for i in 0..n {
+        ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
+        let received = Completion::new(i as u64, Op::Recv, Ok(1));
+        assert_eq!(wait_one(ep), received, "message {i}");
+    }
+    let expect: Vec<u8> = (0..n).map(|i| first.wrapping_add(i as u8)).collect();
+    assert_eq!(dst.to_vec(0..n), expect);
+}
+
 /// Messages the far end sent just before closing are still delivered, in order, to
 /// receives posted before the close; only then do the remaining receives fail.
 pub fn messages_sent_before_close_are_delivered<H: Harness>(x: &mut Pair<H>) {
@@ -738,16 +754,7 @@ pub fn graceful_close_delivers_everything_then_disconnects<H: Harness>(x: &mut P
     std::thread::sleep(Duration::from_millis(200));
     assert_quiet(&x.ep, Duration::from_millis(20));
     let dst = buf(&x.t, n + 2, 0xEE, MemAccess::WRITE);
-    for i in 0..n {
-        x.ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
-        assert_eq!(
-            wait_one(&x.ep),
-            Completion::new(i as u64, Op::Recv, Ok(1)),
-            "message {i}"
-        );
-    }
-    let expect: Vec<u8> = (0..n as u8).map(|i| 100 + i).collect();
-    assert_eq!(dst.to_vec(0..n), expect);
+    receive_one_byte_messages(&x.ep, &dst, n, 100);
     for token in n as u64..n as u64 + 3 {
         x.ep.post_recv(&[dst.sge(n..n + 1)], token).unwrap();
     }
@@ -1031,16 +1038,7 @@ pub fn peer_death_keeps_what_it_sent<H: Harness>(x: &mut Pair<H>) {
         "peer_death_keeps_what_it_sent needs a far end in another process"
     );
     let dst = buf(&x.t, n + 1, 0xEE, MemAccess::WRITE);
-    for i in 0..n {
-        x.ep.post_recv(&[dst.sge(i..i + 1)], i as u64).unwrap();
-        assert_eq!(
-            wait_one(&x.ep),
-            Completion::new(i as u64, Op::Recv, Ok(1)),
-            "message {i}"
-        );
-    }
-    let expect: Vec<u8> = (0..n as u8).map(|i| 17 + i).collect();
-    assert_eq!(dst.to_vec(0..n), expect);
+    receive_one_byte_messages(&x.ep, &dst, n, 17);
     match x.ep.post_recv(&[dst.sge(n..n + 1)], 99) {
         Ok(()) => assert_eq!(
             wait_one(&x.ep),

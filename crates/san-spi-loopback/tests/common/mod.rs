@@ -195,3 +195,14 @@ pub fn checksum(b: &[u8]) -> u64 {
         (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
     })
 }
+
+/// `Harness::forge` for the loopback: its descriptor carries the key at bytes 8..16 and, by
+/// design, trusts only the key (address and length are informational), so a forgery is a
+/// different key.
+pub fn forge_key(descriptor: &[u8]) -> Option<Vec<u8>> {
+    let mut forged = descriptor.to_vec();
+    for b in forged.get_mut(8..16)? {
+        *b ^= 0x5C;
+    }
+    Some(forged)
+}
