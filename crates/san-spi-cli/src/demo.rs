@@ -36,6 +36,7 @@
 //! had crashed; the demo must then fail the remaining steps with the peer promptly and
 //! exit 1.
 
+use crate::out::outln;
 use san_spi_core::addr::{SocketAddressList, SocketAddressListRepr, Width};
 use san_spi_core::dispatch::{DispatchConfig, Dispatcher, IoctlRequest, IoctlReturn};
 use san_spi_core::guid::ExtensionFunction;
@@ -600,7 +601,7 @@ pub fn run(json: bool) -> ExitCode {
         .open_socket(demo.socket)
         .expect("a new dispatcher opens its first socket");
     if !json {
-        println!(
+        outln!(
             "san-spi demo: this process and a peer process over the shared-memory loopback transport"
         );
     }
@@ -669,7 +670,7 @@ pub fn run(json: bool) -> ExitCode {
             .collect();
         crate::print_json(&Value::Array(rows));
     } else if failed.is_empty() {
-        println!(
+        outln!(
             "all {} steps passed in {} ms",
             steps.len(),
             started.elapsed().as_millis()
@@ -692,9 +693,9 @@ pub fn run(json: bool) -> ExitCode {
 
 fn print_step(n: usize, s: &Step) {
     let status = if s.ok { "ok" } else { "FAILED" };
-    println!("{n:>2}. {:<30} {status:<6}  {}", s.name, s.detail);
+    outln!("{n:>2}. {:<30} {status:<6}  {}", s.name, s.detail);
     for line in &s.lines {
-        println!("        {line}");
+        outln!("        {line}");
     }
 }
 

@@ -2,11 +2,17 @@
 //! extension GUIDs, and the address list this host would report; and `san-spi demo`, a
 //! provider end to end in two processes over the shared-memory loopback transport.
 //!
-//! Every command takes `--json`. Bad input prints a message on stderr and exits with 2.
+//! Every command takes `--json`. Bad input prints a message on stderr and exits with 2; a
+//! failed write of the output exits 1 with a message, a closed pipe ends quietly as SIGPIPE
+//! would (see `out`).
+
+mod out;
 
 mod bench;
 mod demo;
 mod host;
+
+use out::{out, outln};
 
 use clap::{Args, Parser, Subcommand};
 use san_spi_core::addr::eligibility::{classify, Verdict};
@@ -113,8 +119,9 @@ enum AddrsCmd {
 }
 
 fn parse_width(s: &str) -> Result<Width, String> {
-    s.parse::<u32>()
-        .ok()
+    Some(s)
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u32>().ok())
         .and_then(Width::from_bits)
         .ok_or_else(|| format!("width must be 32 or 64, got {:?}", s))
 }
@@ -124,12 +131,16 @@ fn parse_hex_u64(s: &str) -> Result<u64, String> {
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
         .unwrap_or(s);
-    u64::from_str_radix(&digits.replace('_', ""), 16).map_err(|_| {
-        format!(
-            "base must be a 64-bit hex number such as 0x10000, got {:?}",
-            s
-        )
-    })
+    // `from_str_radix` takes a sign; an address has none.
+    Some(digits)
+        .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit() || b == b'_'))
+        .and_then(|d| u64::from_str_radix(&d.replace('_', ""), 16).ok())
+        .ok_or_else(|| {
+            format!(
+                "base must be a 64-bit hex number such as 0x10000, got {:?}",
+                s
+            )
+        })
 }
 
 /// Bad input: the message to print and exit 2.
@@ -137,6 +148,9 @@ struct Usage(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(code) = out::check_open() {
+        return code;
+    }
     let result = match cli.command {
         Command::Bench(cmd) => return bench::run(cmd, cli.json),
         Command::Demo(DemoArgs { peer: None }) => return demo::run(cli.json),
@@ -190,7 +204,7 @@ fn demo_peer_args(args: &[String]) -> Result<(&str, SocketAddr), Usage> {
 }
 
 fn print_json(v: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values always serialize")
     );
@@ -220,9 +234,9 @@ fn ioctl_decode(text: &str, json: bool) -> Result<(), Usage> {
     if json {
         print_json(&code_json(code));
     } else {
-        println!("{code}");
+        outln!("{code}");
         if let Some(k) = code.known() {
-            println!("  {}", k.summary);
+            outln!("  {}", k.summary);
         }
     }
     Ok(())
@@ -236,7 +250,7 @@ fn ioctl_list(json: bool) {
     }
     for k in KNOWN_CODES.iter() {
         let san = if k.san { "SAN" } else { "   " };
-        println!(
+        outln!(
             "0x{:08X}  {}  {:<36} {}",
             k.code.raw(),
             san,
@@ -264,7 +278,7 @@ fn guid_list(json: bool) {
         return;
     }
     for f in ExtensionFunction::ALL {
-        println!(
+        outln!(
             "{:<36} {{{}}}  {}",
             f.name(),
             f.guid().to_string().to_uppercase(),
@@ -312,7 +326,7 @@ fn addrs_host(json: bool) -> Result<(), Usage> {
     for a in &all {
         let v = classify(a.addr, a.temporary);
         let temp = if a.temporary { " (temporary)" } else { "" };
-        println!(
+        outln!(
             "{:<10} {:<40} {}  {}{}",
             a.interface,
             a.addr,
@@ -321,7 +335,7 @@ fn addrs_host(json: bool) -> Result<(), Usage> {
             temp
         );
     }
-    println!(
+    outln!(
         "SOCKET_ADDRESS_LIST with {} addresses: {} bytes at 32-bit, {} bytes at 64-bit",
         kept.len(),
         lens["w32"],
@@ -347,7 +361,7 @@ fn addrs_classify(given: &[String], temporary: bool, json: bool) -> Result<(), U
         print_json(&json!({ "addresses": rows }));
     } else {
         for (g, v) in parsed {
-            println!("{} {} {}", g, v.action(), v.reason());
+            outln!("{} {} {}", g, v.action(), v.reason());
         }
     }
     Ok(())
@@ -385,7 +399,7 @@ fn addrs_emit(given: &[String], width: Width, base: u64, json: bool) -> Result<(
             "hex": hex,
         }));
     } else {
-        print!("{}", hexdump(&buf[..n], base));
+        out!("{}", hexdump(&buf[..n], base));
     }
     Ok(())
 }

@@ -90,6 +90,16 @@ fn bad_input_exits_2_with_a_message() {
             "addrs", "emit", "--width", "32", "--base", "nothex", "10.0.0.1",
         ][..],
         &["guid", "frobnicate"][..],
+        // Numbers take no sign.
+        &["ioctl", "decode", "0x+ff"][..],
+        &["ioctl", "decode", "+255"][..],
+        &["addrs", "emit", "--width", "+64", "10.0.0.1"][..],
+        &[
+            "addrs", "emit", "--width", "64", "--base", "+10", "10.0.0.1",
+        ][..],
+        &[
+            "addrs", "emit", "--width", "64", "--base", "0x-10", "10.0.0.1",
+        ][..],
     ] {
         let o = san_spi(args);
         assert_eq!(o.status.code(), Some(2), "{:?}", args);
@@ -185,4 +195,64 @@ fn addrs_reports_this_host_with_list_sizes() {
         rows.iter().filter(|r| r["action"] == "keep").count()
     );
     assert!(v["socket_address_list_len"]["w64"].as_u64().unwrap() >= 8 + 32 * kept);
+}
+
+/// A reader that went away ends the output quietly, as SIGPIPE ends `cat`: killed by the
+/// signal, nothing on stderr (not a panic with status 101).
+#[test]
+fn a_closed_pipe_ends_quietly_as_sigpipe_would() {
+    use std::os::unix::process::ExitStatusExt;
+    // A pipe whose reading end is closed before the command writes a byte.
+    let (read, write) = std::io::pipe().expect("pipe");
+    drop(read);
+    let o = Command::new(env!("CARGO_BIN_EXE_san-spi"))
+        .args(["ioctl", "list"])
+        .stdout(write)
+        .output()
+        .expect("san-spi runs");
+    assert_eq!(o.status.signal(), Some(13), "{:?}", o.status);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A write error (a full device, standard output closed) is a message and exit 1.
+#[test]
+fn a_failed_write_is_a_message_and_exit_1() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let o = Command::new(env!("CARGO_BIN_EXE_san-spi"))
+        .args(["ioctl", "list"])
+        .stdout(full)
+        .output()
+        .expect("san-spi runs");
+    assert_eq!(o.status.code(), Some(1), "{:?}", o.status);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot write the output"), "{err}");
+    // The shell closes standard output before the command starts.
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" guid list >&-",
+            env!("CARGO_BIN_EXE_san-spi"),
+        ])
+        .output()
+        .expect("sh runs");
+    assert_eq!(o.status.code(), Some(1), "{:?}", o.status);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("standard output is closed"), "{err}");
+    // `> /dev/null` is not closed.
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" guid list > /dev/null",
+            env!("CARGO_BIN_EXE_san-spi"),
+        ])
+        .output()
+        .expect("sh runs");
+    assert!(o.status.success(), "{:?}", o);
 }

@@ -5,7 +5,7 @@
 //! least work that puts those bytes in a caller buffer); decode is compared with the bare
 //! shifts and masks, without the known-code lookup.
 //!
-//! Targets (issue 3): 16 addresses ≤ 1 µs; zero allocations for lists of up to 16.
+//! Targets: 16 addresses ≤ 1 µs; zero allocations for lists of up to 16.
 
 // Benchmarks build with the workspace's stable toolchain, never with the 1.63 MSRV compiler.
 #![allow(clippy::incompatible_msrv, missing_docs)]

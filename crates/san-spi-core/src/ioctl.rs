@@ -347,6 +347,10 @@ impl FromStr for IoctlCode {
         }
         let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"));
         if let Some(digits) = hex {
+            // `from_str_radix` takes a sign; a control code has none.
+            if !digits.bytes().all(|b| b.is_ascii_hexdigit() || b == b'_') {
+                return Err(ParseIoctlError::BadNumber(s.to_owned()));
+            }
             return u32::from_str_radix(digits.replace('_', "").as_str(), 16)
                 .map(IoctlCode)
                 .map_err(|_| ParseIoctlError::BadNumber(s.to_owned()));
@@ -605,6 +609,12 @@ mod tests {
             "0xZZ".parse::<IoctlCode>(),
             Err(ParseIoctlError::BadNumber(_))
         ));
+        for signed in ["0x+ff", "0x-1", "+255", "-1"] {
+            assert!(
+                signed.parse::<IoctlCode>().is_err(),
+                "{signed} has a sign and was accepted"
+            );
+        }
     }
 
     #[test]

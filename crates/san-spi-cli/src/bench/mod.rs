@@ -1,5 +1,5 @@
 //! `san-spi bench loopback`: the shared-memory loopback transport against its baselines,
-//! all measured in the same run (issue 5, point 5).
+//! all measured in the same run.
 //!
 //! - **Latency** (one-way = round trip / 2, p50 and p99) for 8 B … 64 KiB: ours is a
 //!   send/receive ping-pong between two loopback endpoints in this process (two threads,
@@ -12,13 +12,15 @@
 //!   the first post to the last completion; the baselines are single-thread memcpy of the
 //!   same size and `fi_pingpong`'s figure (size / one-way time).
 //!
-//! Then the ratios, and whether the issue's targets are met — printed as measured.
+//! Then the ratios, and whether the project's performance targets are met — printed as
+//! measured.
 
 mod baselines;
 mod buf;
 mod ours;
 mod plot;
 
+use crate::out::{out, outln};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use san_spi_loopback::CopyMode;
@@ -315,7 +317,7 @@ impl Machine {
     }
 }
 
-/// A target of the issue, as measured.
+/// A performance target of the project, as measured.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// What is required.
@@ -393,7 +395,7 @@ impl Report {
             met: r.map(|r| r <= LATENCY_TARGET),
             note: match (self.lat("ours", 8), self.lat("raw-shm", 8)) {
                 (Some(o), Some(b)) => format!(
-                    "{:.3} µs vs {:.3} µs; the issue set the target against a floor of ≈ 0.2 µs",
+                    "{:.3} µs vs {:.3} µs; the target was set against a floor of ≈ 0.2 µs",
                     o.p50_us, b.p50_us
                 ),
                 _ => "not measured".into(),
@@ -624,7 +626,7 @@ impl Report {
             let _ = writeln!(s, "  fi_pingpong: {e}");
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "Targets (issue 5):");
+        let _ = writeln!(s, "Targets:");
         for t in &self.targets {
             let verdict = match t.met {
                 Some(true) => "MET   ",
@@ -881,18 +883,18 @@ fn loopback(args: LoopbackArgs, json: bool) -> ExitCode {
         }
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialize")
         );
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text());
     }
     if let Some(path) = &args.plot {
         let written =
             plot::svg(&report).and_then(|svg| std::fs::write(path, svg).map_err(|e| e.to_string()));
         match written {
-            Ok(()) if !json => println!("\nChart: {}", path.display()),
+            Ok(()) if !json => outln!("\nChart: {}", path.display()),
             Ok(()) => {}
             Err(e) => {
                 eprintln!("san-spi: --plot {}: {e}", path.display());
