@@ -316,8 +316,11 @@ pub(crate) struct Shared {
     /// The progress thread is parked because an application thread polls: `post_recv`
     /// then leaves the wake-up to that thread's next poll (no syscall).
     poller_mode: AtomicBool,
-    peer_efd: OwnedFd,
+    /// Our own wake-up: an eventfd this process created and never shares, so no peer can
+    /// change its file state (its `O_NONBLOCK`) or its counter.
     my_efd: OwnedFd,
+    /// The connection's socket: the peer's wake-ups arrive on it as bytes, ours leave on it
+    /// with `MSG_DONTWAIT` on the call (`sys::wake_peer`); its hang-up says the peer died.
     socket: UnixStream,
     /// The peer serves our single-copy requests.
     direct_out: bool,
@@ -399,7 +402,6 @@ impl Shared {
         registry: Arc<Registry>,
         limits: Limits,
         (producer, consumer): (Producer, Consumer),
-        peer_efd: OwnedFd,
         my_efd: OwnedFd,
         socket: UnixStream,
         directions: Directions,
@@ -452,7 +454,6 @@ impl Shared {
             epoch: Instant::now(),
             cq_capacity: limits.max_jobs + limits.max_recvs + limits.max_inflight,
             cq_len: AtomicUsize::new(0),
-            peer_efd,
             my_efd,
             socket,
             direct_out: directions.out,
@@ -526,7 +527,7 @@ impl Shared {
 
     fn signal_peer_if_sleeping(&self, out: &Outbound) {
         if out.producer.consumer_sleeping() {
-            sys::eventfd_signal(self.peer_efd.as_raw_fd());
+            sys::wake_peer(self.socket.as_raw_fd());
         }
     }
 
@@ -1603,7 +1604,7 @@ impl Shared {
     }
 
     /// Progress from the application's `poll`: consume and pump without waiting for a lock
-    /// the progress thread holds. No thread hand-off on the hot path, and no eventfd
+    /// the progress thread holds. No thread hand-off on the hot path, and no wake-up
     /// syscalls from the peer while we poll (the sleep announcement is withdrawn).
     fn progress_inline(&self, sink: &mut Sink<'_>) {
         // Reading the clock on every poll costs as much as the poll itself: refresh the
@@ -1695,7 +1696,7 @@ impl Shared {
             }
             if self.poller_active() {
                 // The application polls and does the work inline: stay parked without
-                // announcing it (so the peer makes no eventfd syscalls), checking for
+                // announcing it (so the peer makes no wake-up syscalls), checking for
                 // hang-up and for the poller going quiet every 10 ms.
                 // Stays set while the poller is active (not just across the wait): a `post_recv`
                 // that finds it clear signals us, and a signal that lands while we pass
@@ -1718,7 +1719,7 @@ impl Shared {
             let jobs_waiting = !lock(&self.out).jobs.is_empty();
             let inb = lock(&self.inb);
             // A record waiting for a receive does not keep us awake: `post_recv` signals
-            // the eventfd (and so does the peer's next record).
+            // our eventfd (and the peer's next record brings a wake-up byte).
             let may_sleep = inb.consumer.prepare_sleep(blocked);
             drop(inb);
             if may_sleep {
@@ -2034,7 +2035,8 @@ impl Endpoint for LoopbackEndpoint {
                 sent: 0,
             });
             self.shared.pump(&mut out);
-            sys::eventfd_signal(self.shared.peer_efd.as_raw_fd());
+            drop(out);
+            sys::wake_peer(self.shared.socket.as_raw_fd());
         }
         self.shared.stop.store(true, Ordering::Release);
         sys::eventfd_signal(self.shared.my_efd.as_raw_fd());

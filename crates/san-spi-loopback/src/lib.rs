@@ -3,17 +3,19 @@
 //!
 //! - **Rendezvous**: a listener is an abstract-namespace Unix socket named after the
 //!   transport's namespace and the listening address. The connecting side creates a
-//!   sealed memfd holding two rings (one per direction) and two eventfds, and passes the
-//!   three descriptors with `SCM_RIGHTS`. The socket stays open: its hang-up is how each
-//!   side learns the other died.
+//!   sealed memfd holding two rings (one per direction) and passes it with `SCM_RIGHTS`.
+//!   The socket stays open: the two sides wake each other with single bytes on it (sent
+//!   with `MSG_DONTWAIT`, so a peer can never make a wake-up block), and its hang-up is how
+//!   each side learns the other died. No other descriptor is shared: each side parks on
+//!   an eventfd of its own, whose file state no peer can touch.
 //! - **Rings**: single-producer single-consumer, bounded, wrap-safe; each record is sealed
 //!   in place (the consumer polls the record itself, not a shared tail) and the consumer's
 //!   head is published on a cache line of its own; acquire/release (see `ring`).
 //! - **Progress**: each endpoint runs a progress thread that consumes the inbound ring,
 //!   serves RDMA requests against its registrations and pumps queued outbound work. It
-//!   spins briefly, then parks on its eventfd (with the socket, for hang-up); a producer
-//!   signals the eventfd only when the consumer announced it is parking, so an idle
-//!   connection burns no CPU and a busy one makes no syscalls.
+//!   spins briefly, then parks on its own eventfd and the socket; a producer sends a
+//!   wake-up byte only when the consumer announced it is parking, so an idle connection
+//!   burns no CPU and a busy one makes no syscalls.
 //! - **The peer is untrusted**: every index, length and key read from shared memory is
 //!   validated; payload is copied once; remote accesses are checked against the
 //!   registration (key with generation, bounds, rights) before a byte moves; a violation
@@ -25,9 +27,9 @@
 //!   [`LoopbackTransport::with_copy_mode`] asks for it — RDMA bounces through the ring,
 //!   the owner again copying after validation. The mode is settled at connect, per
 //!   direction, and reported by [`LoopbackEndpoint::copy_mode`].
-//! - **Handshake** (over the Unix socket; version 3: sealed records): the connector sends
-//!   `magic u32 | version u32 | ring capacity u64 | flags u32 | 0 u32 | probe address u64 |
-//!   probe bytes [16]` with the memfd and the two eventfds; the acceptor answers
+//! - **Handshake** (over the Unix socket; version 4: sealed records, wake-ups on the
+//!   socket): the connector sends `magic u32 | version u32 | ring capacity u64 | flags u32
+//!   | 0 u32 | probe address u64 | probe bytes [16]` with the memfd; the acceptor answers
 //!   `magic | version | flags u32 | 0 u32 | probe address | probe bytes`, the connector
 //!   closes with `magic | flags u32`. Flags: 1 = wants single copy, 2 = serves single
 //!   copy (it read the other side's 16 random probe bytes back from the other side's
@@ -85,7 +87,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const HELLO_MAGIC: u32 = 0x5341_4E4C; // "LNAS"
-const HELLO_VERSION: u32 = 3;
+const HELLO_VERSION: u32 = 4;
 const HELLO_LEN: usize = 48;
 const REPLY_LEN: usize = 40;
 const FINAL_LEN: usize = 8;
@@ -198,7 +200,6 @@ impl LoopbackTransport {
         fd: &OwnedFd,
         capacity: usize,
         connector: bool,
-        efds: (OwnedFd, OwnedFd),
         directions: Directions,
     ) -> Result<LoopbackEndpoint, WsaError> {
         let ring = ring::ring_bytes(capacity);
@@ -207,12 +208,12 @@ impl LoopbackTransport {
         let producer =
             ring::Producer::new(map.clone(), out_base, capacity).ok_or(WsaError::Inval)?;
         let consumer = ring::Consumer::new(map, in_base, capacity).ok_or(WsaError::Inval)?;
-        let (peer_efd, my_efd) = efds;
+        // Our own wake-up, never shared: the peer wakes us over the socket.
+        let my_efd = sys::eventfd().map_err(|_| WsaError::NoBufs)?;
         Ok(LoopbackEndpoint::start(Shared::new(
             self.registry.clone(),
             self.limits,
             (producer, consumer),
-            peer_efd,
             my_efd,
             socket,
             directions,
@@ -289,14 +290,10 @@ impl san_spi_core::transport::Listener for LoopbackListener {
                 continue;
             };
             // Memory the peer prepared badly is refused the same way.
-            match self.transport.endpoint(
-                socket,
-                &h.fd,
-                h.capacity,
-                false,
-                (h.efd_connector, h.efd_acceptor),
-                h.directions,
-            ) {
+            match self
+                .transport
+                .endpoint(socket, &h.fd, h.capacity, false, h.directions)
+            {
                 Ok(ep) => return Ok(ep),
                 Err(_) => continue,
             }
@@ -416,13 +413,12 @@ fn connect_handshake(
 struct Accepted {
     fd: OwnedFd,
     capacity: usize,
-    efd_acceptor: OwnedFd,
-    efd_connector: OwnedFd,
     directions: Directions,
 }
 
-/// The acceptor's side of the handshake: reads and validates the hello (memfd, ring
-/// capacity, acceptor's and connector's eventfds), probes, replies, reads the last word.
+/// The acceptor's side of the handshake: reads and validates the hello (the memfd and the
+/// ring capacity), probes, replies, reads the last word. Exactly one descriptor is taken:
+/// no wake-up object of the peer's is ever used.
 fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaError> {
     use std::io::{Read, Write};
     socket
@@ -430,8 +426,8 @@ fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaErr
         .map_err(|_| WsaError::ConnReset)?;
     let mut hello = [0u8; HELLO_LEN];
     let (n, mut fds) =
-        sys::recv_fds(socket.as_raw_fd(), &mut hello, 3).map_err(|_| WsaError::ConnReset)?;
-    if n != HELLO_LEN || fds.len() != 3 {
+        sys::recv_fds(socket.as_raw_fd(), &mut hello, 1).map_err(|_| WsaError::ConnReset)?;
+    if n != HELLO_LEN || fds.len() != 1 {
         return Err(WsaError::ConnReset);
     }
     let capacity = u64_at(&hello, 8);
@@ -443,9 +439,7 @@ fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaErr
         return Err(WsaError::ConnReset);
     }
     let capacity = capacity as usize;
-    let efd_connector = fds.pop().expect("3 fds");
-    let efd_acceptor = fds.pop().expect("3 fds");
-    let fd = fds.pop().expect("3 fds");
+    let fd = fds.pop().expect("1 fd");
     let len = sys::file_len(&fd).map_err(|_| WsaError::ConnReset)?;
     if !sys::is_size_sealed(&fd) || len < 2 * ring::ring_bytes(capacity) {
         return Err(WsaError::ConnReset);
@@ -477,8 +471,6 @@ fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaErr
     Ok(Accepted {
         fd,
         capacity,
-        efd_acceptor,
-        efd_connector,
         directions: Directions {
             out: both_want && u32_at(&last, 4) & SERVES_DIRECT != 0,
             peer,
@@ -531,31 +523,14 @@ impl Transport for LoopbackTransport {
             ring::init(&map, 0, capacity).ok_or(WsaError::Inval)?;
             ring::init(&map, ring, capacity).ok_or(WsaError::Inval)?;
         }
-        let efd_acceptor = sys::eventfd().map_err(|_| WsaError::NoBufs)?;
-        let efd_connector = sys::eventfd().map_err(|_| WsaError::NoBufs)?;
         let wants = self.wants_direct();
         let probe = new_probe();
         let hello = encode_hello(capacity, if wants { WANTS_DIRECT } else { 0 }, &probe);
-        sys::send_fds(
-            socket.as_raw_fd(),
-            &hello,
-            &[
-                fd.as_raw_fd(),
-                efd_acceptor.as_raw_fd(),
-                efd_connector.as_raw_fd(),
-            ],
-        )
-        .map_err(|_| WsaError::ConnReset)?;
+        sys::send_fds(socket.as_raw_fd(), &hello, &[fd.as_raw_fd()])
+            .map_err(|_| WsaError::ConnReset)?;
         let directions =
             connect_handshake(&socket, wants, &probe).map_err(|_| WsaError::ConnReset)?;
-        self.endpoint(
-            socket,
-            &fd,
-            capacity,
-            true,
-            (efd_acceptor, efd_connector),
-            directions,
-        )
+        self.endpoint(socket, &fd, capacity, true, directions)
     }
 }
 
@@ -573,9 +548,7 @@ pub mod fault {
     /// A raw connection to a listener.
     pub struct RawPeer {
         map: Arc<sys::Mapping>,
-        efd_victim: OwnedFd,
-        _efd_own: OwnedFd,
-        _socket: UnixStream,
+        socket: UnixStream,
         /// Data bytes of each ring.
         pub capacity: usize,
         /// Whether the victim said it serves this peer's single-copy requests.
@@ -670,8 +643,6 @@ pub mod fault {
                 }
             }
         }
-        let efd_victim = sys::eventfd()?;
-        let efd_own = sys::eventfd()?;
         let bytes = new_probe();
         let flags = if probe == RawProbe::Refuse {
             0
@@ -682,11 +653,7 @@ pub mod fault {
         if let RawProbe::Bogus(addr) = probe {
             hello[24..32].copy_from_slice(&addr.to_le_bytes());
         }
-        sys::send_fds(
-            socket.as_raw_fd(),
-            &hello,
-            &[fd.as_raw_fd(), efd_victim.as_raw_fd(), efd_own.as_raw_fd()],
-        )?;
+        sys::send_fds(socket.as_raw_fd(), &hello, &[fd.as_raw_fd()])?;
         let mut reply = [0u8; REPLY_LEN];
         (&socket).read_exact(&mut reply)?;
         std::hint::black_box(&bytes);
@@ -698,9 +665,7 @@ pub mod fault {
         (&socket).write_all(&encode_final(last))?;
         Ok(RawPeer {
             map,
-            efd_victim,
-            _efd_own: efd_own,
-            _socket: socket,
+            socket,
             capacity,
             victim_serves: u32_at(&reply, 8) & SERVES_DIRECT != 0,
         })
@@ -780,9 +745,24 @@ pub mod fault {
             (ok, err)
         }
 
-        /// Wakes the victim's progress thread.
+        /// Wakes the victim's progress thread (a byte on the socket, as an honest peer).
         pub fn signal(&self) {
-            sys::eventfd_signal(self.efd_victim.as_raw_fd());
+            sys::wake_peer(self.socket.as_raw_fd());
+        }
+
+        /// This peer's end of the connection's socket, to attack with: make it blocking,
+        /// flood it, stop reading it.
+        pub fn socket(&self) -> &UnixStream {
+            &self.socket
+        }
+
+        /// Raises the "consumer is parking" flag of the ring the victim writes, so that the
+        /// victim sends a wake-up for every record it pushes (this peer never reads them
+        /// unless it wants to).
+        pub fn claim_to_sleep(&self) {
+            let base = ring::ring_bytes(self.capacity);
+            // The victim is the acceptor: it produces into the second ring.
+            self.scribble(base + ring::SLEEPING, &1u32.to_le_bytes());
         }
     }
 }

@@ -5,7 +5,7 @@
 //! offset   0  head      AtomicU64  consumer's position (bytes, ever increasing)
 //! offset  64  tail      AtomicU64  producer's position (where a producer resumes; the
 //!                                   consumer never reads it)
-//! offset 128  sleeping  AtomicU32  consumer is (about to be) parked on its eventfd
+//! offset 128  sleeping  AtomicU32  consumer is (about to be) parked, waiting for a wake-up
 //! offset 192  data[capacity]       records, each a multiple of 64 bytes, never wrapping
 //! ```
 //!
@@ -53,7 +53,7 @@ pub const RECORD_ALIGN: usize = 64;
 
 const HEAD: usize = 0;
 const TAIL: usize = 64;
-const SLEEPING: usize = 128;
+pub(crate) const SLEEPING: usize = 128;
 
 /// `PAD`: skip to the start of the data area.
 pub const KIND_PAD: u16 = 0xFFFF;
@@ -422,8 +422,8 @@ impl Producer {
         Ok(Ok(()))
     }
 
-    /// Whether the consumer announced it is parking (then the producer signals its
-    /// eventfd). Call after pushing. The SeqCst fence orders our seal store before the flag
+    /// Whether the consumer announced it is parking (then the producer sends it a wake-up
+    /// byte on the socket). Call after pushing. The SeqCst fence orders our seal store before the flag
     /// load, as `prepare_sleep`'s orders its flag store before its seal load (Dekker):
     /// either the consumer sees the new record or we see it parking, never neither.
     pub fn consumer_sleeping(&self) -> bool {

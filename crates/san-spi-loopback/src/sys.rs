@@ -1,4 +1,5 @@
-//! The few Linux calls the transport needs, each wrapped once: memfd + mmap, eventfd,
+//! The few Linux calls the transport needs, each wrapped once: memfd + mmap, eventfd (our
+//! own wake-up; never shared with the peer), the peer's wake-up over the socket,
 //! poll, file-descriptor passing over a Unix socket, the peer's credentials, pidfds and
 //! cross-memory attach (`process_vm_readv` / `process_vm_writev`).
 //!
@@ -111,7 +112,8 @@ impl Drop for Mapping {
     }
 }
 
-/// A new nonblocking eventfd.
+/// A new nonblocking eventfd: our own wake-up, never passed to the peer (so its file
+/// state stays ours).
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall without pointers.
     let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
@@ -119,30 +121,74 @@ pub fn eventfd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Adds 1 to an eventfd (wakes a waiter).
+/// Adds 1 to our own eventfd (wakes our progress thread).
 pub fn eventfd_signal(fd: RawFd) {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live local; a full counter (EAGAIN) already wakes.
     unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
 }
 
-/// Resets an eventfd to 0.
+/// Resets our own eventfd to 0.
 pub fn eventfd_drain(fd: RawFd) {
     let mut v: u64 = 0;
     // SAFETY: reads 8 bytes into a live local; EAGAIN (already 0) is fine.
     unsafe { libc::read(fd, &mut v as *mut u64 as *mut libc::c_void, 8) };
 }
 
+/// Wakes the peer: one byte on the connection's socket, `MSG_DONTWAIT | MSG_NOSIGNAL` on
+/// the call (whatever the socket's file state), so the peer can never make this block. A
+/// full socket buffer (EAGAIN) already holds a wake-up; a dead peer (EPIPE) is seen as a
+/// hang-up by our own wait.
+pub fn wake_peer(socket: RawFd) {
+    let one = 1u8;
+    // SAFETY: sends 1 byte from a live local; no pointer is kept.
+    unsafe {
+        libc::send(
+            socket,
+            &one as *const u8 as *const libc::c_void,
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
+/// Reads and discards what the peer sent on `socket` (wake-up bytes), nonblocking by flag
+/// on the call, at most 64 KiB per call so that a peer that never stops sending cannot
+/// keep us here. Returns whether the peer has closed its end (a read of 0 bytes).
+fn drain_socket(socket: RawFd) -> bool {
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        // SAFETY: receives into a live local buffer of `buf.len()` bytes.
+        let n = unsafe {
+            libc::recv(
+                socket,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => return true,
+            n if n < 0 => return false,
+            n if (n as usize) < buf.len() => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// What [`wait`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ready {
-    /// The eventfd was signalled.
+    /// The eventfd was signalled, or the peer sent a wake-up.
     pub event: bool,
     /// The socket hung up or errored (the peer is gone).
     pub hangup: bool,
 }
 
-/// Waits up to `timeout_ms` for `event` to be readable or `socket` to hang up.
+/// Waits up to `timeout_ms` for our own `event` (an eventfd only this process holds) to be
+/// readable, or for the peer's `socket` to bring a wake-up or hang up; drains the socket's
+/// wake-up bytes. `socket` may be -1 (the peer is gone: only `event` counts).
 pub fn wait(event: RawFd, socket: RawFd, timeout_ms: i32) -> Ready {
     let mut fds = [
         libc::pollfd {
@@ -152,7 +198,7 @@ pub fn wait(event: RawFd, socket: RawFd, timeout_ms: i32) -> Ready {
         },
         libc::pollfd {
             fd: socket,
-            events: libc::POLLRDHUP,
+            events: libc::POLLIN | libc::POLLRDHUP,
             revents: 0,
         },
     ];
@@ -164,9 +210,14 @@ pub fn wait(event: RawFd, socket: RawFd, timeout_ms: i32) -> Ready {
             hangup: false,
         };
     }
+    let sock = fds[1].revents;
+    let mut hangup = sock & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0;
+    if sock & libc::POLLIN != 0 && socket >= 0 {
+        hangup |= drain_socket(socket);
+    }
     Ready {
-        event: fds[0].revents & libc::POLLIN != 0,
-        hangup: fds[1].revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0,
+        event: fds[0].revents & libc::POLLIN != 0 || sock & libc::POLLIN != 0,
+        hangup,
     }
 }
 
