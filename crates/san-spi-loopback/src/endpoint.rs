@@ -1124,7 +1124,12 @@ impl Shared {
         if h.flags & ABORT != 0 {
             inc.error = Some(WsaError::ConnReset);
         } else {
-            if inc.received + len > inc.total {
+            // Peer numbers: checked, a wrap is corruption like any other lie.
+            if inc
+                .received
+                .checked_add(len)
+                .is_none_or(|end| end > inc.total)
+            {
                 return Err(Corrupt("message longer than announced"));
             }
             let (sges, at, capacity) = (&inc.recv.sges, inc.received, inc.capacity);
@@ -1285,7 +1290,9 @@ impl Shared {
                 w.status = WsaError::ConnReset.code() as u32;
             }
         } else {
-            if h.b != w.start + w.received || w.received + n > w.total {
+            // `start` and `total` came from the peer: checked, a wrap is corruption.
+            let at = w.start.checked_add(w.received);
+            if at != Some(h.b) || w.received.checked_add(n).is_none_or(|end| end > w.total) {
                 return Err(Corrupt("RDMA write chunk out of sequence"));
             }
             if w.status == 0 && n > 0 {
@@ -1335,7 +1342,7 @@ impl Shared {
             }) => {
                 let n = h.len as u64;
                 if h.a == 0 {
-                    if h.b != *received || *received + n > *total {
+                    if h.b != *received || received.checked_add(n).is_none_or(|end| end > *total) {
                         return Err(Corrupt("read data out of sequence"));
                     }
                     let g = self.registry.lock();

@@ -745,6 +745,18 @@ pub mod fault {
             (ok, err)
         }
 
+        /// How far the victim has consumed the ring this peer writes (bytes since the
+        /// start): proof that records reached its handlers.
+        pub fn victim_consumed(&self) -> u64 {
+            let c = ring::Consumer::new(self.map.clone(), 0, self.capacity);
+            c.map_or(0, |c| c.position())
+        }
+
+        /// Bytes one record with `payload_len` bytes of payload takes in the ring.
+        pub fn record_bytes(payload_len: usize) -> u64 {
+            ring::record_len(payload_len) as u64
+        }
+
         /// Wakes the victim's progress thread (a byte on the socket, as an honest peer).
         pub fn signal(&self) {
             sys::wake_peer(self.socket.as_raw_fd());

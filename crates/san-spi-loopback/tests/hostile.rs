@@ -783,3 +783,60 @@ fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
     ep.close();
     buf.deregister().unwrap();
 }
+
+const WRITE: u16 = 2;
+
+/// An RDMA write whose start the peer put at `u64::MAX - 3`, continued past it: the
+/// sequence check must not overflow (a panic in a debug build, a wrap in release) but call
+/// it corruption and fail the connection with errors — in the progress thread and in the
+/// application's own `poll`, which runs the same handlers inline.
+#[test]
+fn a_write_starting_near_u64_max_is_corruption_not_an_overflow() {
+    for (round, polling) in [(0u16, false), (1, true)] {
+        let mut first = 16u64.to_le_bytes().to_vec(); // total
+        first.extend_from_slice(&[1u8; 8]); // 8 bytes received: start + 8 wraps
+        let records: &'static [(u16, u16, u64, &'static [u8])] = Box::leak(
+            vec![
+                (
+                    WRITE,
+                    FIRST,
+                    u64::MAX - 3,
+                    &*Box::leak(first.into_boxed_slice()),
+                ),
+                // Where a wrapped sum would put the next chunk (what a release build accepted).
+                (WRITE, 0, (u64::MAX - 3).wrapping_add(8), &[2u8; 4][..]),
+            ]
+            .into_boxed_slice(),
+        );
+        let (t, ep, peer) = victim_with_raw_records("wrap", 9180 + round, records);
+        let (mut buf, sge) = registered_buffer(&t, 64);
+        ep.post_recv(&[sge], 1).unwrap();
+        peer.signal();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.is_empty() && Instant::now() < deadline {
+            if polling {
+                let mut c = [Completion::default(); 4];
+                let n = ep.poll(&mut c);
+                got.extend_from_slice(&c[..n]);
+            } else {
+                // Only the progress thread works: no poll until it has failed the receive.
+                ep.wait(Duration::from_millis(5));
+                if peer.victim_consumed() > 0 {
+                    got = drain(&ep, 1, Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
+        assert_eq!(got.len(), 1, "round {round}: the receive never failed");
+        assert!(got[0].result.is_err(), "round {round}: {got:?}");
+        // The attack reached the handler: the first record was consumed.
+        assert!(
+            peer.victim_consumed() >= RawPeer::record_bytes(16),
+            "round {round}: the victim consumed {} bytes",
+            peer.victim_consumed()
+        );
+        drop(peer);
+        ep.close();
+        buf.deregister().unwrap();
+    }
+}
