@@ -190,7 +190,7 @@ impl TransportControl for InprocTransport {
     }
 }
 
-#[async_trait::async_trait]
+#[san_spi_core::transport::async_trait]
 impl Transport for InprocTransport {
     type Endpoint = InprocEndpoint;
     type Listener = InprocListener;
@@ -293,7 +293,7 @@ pub struct InprocListener {
     fabric: Arc<Fabric>,
 }
 
-#[async_trait::async_trait]
+#[san_spi_core::transport::async_trait]
 impl Listener for InprocListener {
     type Endpoint = InprocEndpoint;
 
