@@ -35,7 +35,8 @@
 //!   copy (it read the other side's 16 random probe bytes back from the other side's
 //!   memory, at the pid the kernel names for the socket). A side sends single-copy
 //!   requests only if both want it and the other serves them; a side serves them only if
-//!   it said so. Reads of the handshake time out after 10 s.
+//!   it said so. Each handshake has 10 s in all; the listener runs them concurrently, so
+//!   a connector that stalls delays only itself.
 //!
 //! ```
 //! use san_spi_core::transport::{block_on, Endpoint, Listener, MemAccess, Memory, Sge, Transport};
@@ -269,12 +270,72 @@ impl Memory for LoopbackTransport {
     }
 }
 
+/// Handshakes run at once, each on a thread of its own, before the listener stops taking
+/// new connections from the kernel's backlog until one ends.
+const MAX_HANDSHAKES: usize = 64;
+
 /// A listening loopback endpoint.
+///
+/// Each connection's handshake runs on a thread of its own, under one deadline for the whole
+/// handshake ([`HANDSHAKE_TIMEOUT`]), so a connector that stalls delays nobody but itself:
+/// `accept` returns the first connection whose handshake succeeds.
 #[derive(Debug)]
 pub struct LoopbackListener {
     transport: LoopbackTransport,
+    /// Nonblocking: `accept` polls it together with `handshakes.wake`.
     listener: UnixListener,
     addr: SocketAddr,
+    handshakes: Arc<Handshakes>,
+}
+
+/// The handshakes in progress and the endpoints they made, not yet accepted.
+#[derive(Debug)]
+struct Handshakes {
+    state: std::sync::Mutex<HandshakeState>,
+    /// Signalled (our own eventfd) when a handshake ends.
+    wake: OwnedFd,
+}
+
+#[derive(Debug, Default)]
+struct HandshakeState {
+    ready: std::collections::VecDeque<LoopbackEndpoint>,
+    running: usize,
+}
+
+impl Handshakes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandshakeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the acceptor's handshake on `socket` on a thread of its own; a good one's
+    /// endpoint joins `ready`. `false` when no thread could be started.
+    fn start(self: &Arc<Self>, transport: &LoopbackTransport, socket: UnixStream) -> bool {
+        let (me, transport) = (self.clone(), transport.clone());
+        self.lock().running += 1;
+        let spawned = std::thread::Builder::new()
+            .name("san-spi-loopback-handshake".into())
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+                // A malformed or stalled handshake, or memory the peer prepared badly, is
+                // the peer's problem: drop it.
+                let ep = accept_handshake(&socket, transport.wants_direct(), deadline)
+                    .ok()
+                    .and_then(|h| {
+                        transport
+                            .endpoint(socket, &h.fd, h.capacity, false, h.directions)
+                            .ok()
+                    });
+                let mut st = me.lock();
+                st.running -= 1;
+                st.ready.extend(ep);
+                drop(st);
+                sys::eventfd_signal(me.wake.as_raw_fd());
+            });
+        if spawned.is_err() {
+            self.lock().running -= 1;
+        }
+        spawned.is_ok()
+    }
 }
 
 #[async_trait::async_trait]
@@ -284,19 +345,32 @@ impl san_spi_core::transport::Listener for LoopbackListener {
     /// Blocks the calling thread until a peer connects (the loopback has no reactor).
     async fn accept(&self) -> Result<LoopbackEndpoint, WsaError> {
         loop {
-            let (socket, _) = self.listener.accept().map_err(|_| WsaError::NetDown)?;
-            // A malformed or stalled handshake is the peer's problem: drop it, keep listening.
-            let Ok(h) = accept_handshake(&socket, self.transport.wants_direct()) else {
-                continue;
+            let (ready, room) = {
+                let mut st = self.handshakes.lock();
+                (st.ready.pop_front(), st.running < MAX_HANDSHAKES)
             };
-            // Memory the peer prepared badly is refused the same way.
-            match self
-                .transport
-                .endpoint(socket, &h.fd, h.capacity, false, h.directions)
-            {
-                Ok(ep) => return Ok(ep),
-                Err(_) => continue,
+            if let Some(ep) = ready {
+                return Ok(ep);
             }
+            if room {
+                match self.listener.accept() {
+                    Ok((socket, _)) => {
+                        if socket.set_nonblocking(false).is_ok() {
+                            self.handshakes.start(&self.transport, socket);
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(WsaError::NetDown),
+                }
+            }
+            let wake = self.handshakes.wake.as_raw_fd();
+            if room {
+                sys::wait_readable(&[self.listener.as_raw_fd(), wake], 100);
+            } else {
+                sys::wait_readable(&[wake], 100);
+            }
+            sys::eventfd_drain(wake);
         }
     }
 
@@ -419,11 +493,23 @@ struct Accepted {
 /// The acceptor's side of the handshake: reads and validates the hello (the memfd and the
 /// ring capacity), probes, replies, reads the last word. Exactly one descriptor is taken:
 /// no wake-up object of the peer's is ever used.
-fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaError> {
+fn accept_handshake(
+    socket: &UnixStream,
+    wants: bool,
+    deadline: std::time::Instant,
+) -> Result<Accepted, WsaError> {
     use std::io::{Read, Write};
-    socket
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .map_err(|_| WsaError::ConnReset)?;
+    // One deadline for the whole handshake: each read may wait only for what is left.
+    let until_deadline = || {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(WsaError::ConnReset);
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(|_| WsaError::ConnReset)
+    };
+    until_deadline()?;
     let mut hello = [0u8; HELLO_LEN];
     let (n, mut fds) =
         sys::recv_fds(socket.as_raw_fd(), &mut hello, 1).map_err(|_| WsaError::ConnReset)?;
@@ -459,6 +545,7 @@ fn accept_handshake(socket: &UnixStream, wants: bool) -> Result<Accepted, WsaErr
     s.write_all(&encode_reply(mine, &probe))
         .map_err(|_| WsaError::ConnReset)?;
     let mut last = [0u8; FINAL_LEN];
+    until_deadline()?;
     s.read_exact(&mut last).map_err(|_| WsaError::ConnReset)?;
     // The connector has read our probe bytes (or given up) before its last word.
     std::hint::black_box(&probe);
@@ -500,10 +587,17 @@ impl Transport for LoopbackTransport {
             std::io::ErrorKind::AddrInUse => WsaError::AddrInUse,
             _ => WsaError::NetDown,
         })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|_| WsaError::NetDown)?;
         Ok(LoopbackListener {
             transport: self.clone(),
             listener,
             addr,
+            handshakes: Arc::new(Handshakes {
+                state: std::sync::Mutex::new(HandshakeState::default()),
+                wake: sys::eventfd().map_err(|_| WsaError::NoBufs)?,
+            }),
         })
     }
 
@@ -600,6 +694,16 @@ pub mod fault {
         probe: RawProbe,
     ) -> std::io::Result<RawPeer> {
         connect_raw_prepared(namespace, addr, capacity, probe, false)
+    }
+
+    /// Connects to the listener at `addr` in `namespace` and sends nothing: a connector
+    /// that stalls its handshake. Harmless to the victim by design (it only waits), so
+    /// not `unsafe`.
+    pub fn connect_silent(namespace: &str, addr: SocketAddr) -> std::io::Result<UnixStream> {
+        let name = LoopbackTransport::new(namespace)
+            .socket_name(&addr)
+            .map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        UnixStream::connect_addr(&name)
     }
 
     /// [`connect_raw`], with every ring position set off the record grid before the

@@ -221,6 +221,21 @@ pub fn wait(event: RawFd, socket: RawFd, timeout_ms: i32) -> Ready {
     }
 }
 
+/// Waits up to `timeout_ms` until one of `fds` (our own descriptors) is readable.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) {
+    let mut polls = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 4];
+    let n = fds.len().min(polls.len());
+    for (p, &fd) in polls.iter_mut().zip(&fds[..n]) {
+        p.fd = fd;
+    }
+    // SAFETY: `polls` is a live array of at least `n` pollfd.
+    unsafe { libc::poll(polls.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+}
+
 /// A zeroed control buffer with room for `fd_bytes` of descriptors.
 fn control_buffer(fd_bytes: usize) -> Vec<u8> {
     // SAFETY: CMSG_SPACE is a pure size computation.

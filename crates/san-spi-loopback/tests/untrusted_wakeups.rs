@@ -193,3 +193,47 @@ fn a_peer_that_never_reads_its_wake_ups_cannot_block_the_victims_posts() {
     );
     drop(peer);
 }
+
+/// Ten connectors that never send their hello do not delay an honest one: its connect
+/// returns in under 100 ms and `accept` hands over its endpoint while the ten still stall
+/// (each handshake runs on its own, under its own deadline).
+#[test]
+fn silent_connectors_do_not_stall_the_listener() {
+    use san_spi_loopback::fault::connect_silent;
+    let ns = format!("silent-{}", std::process::id());
+    let t = LoopbackTransport::new(ns.clone());
+    let addr: SocketAddr = "198.18.0.1:9312".parse().unwrap();
+    let listener = block_on(t.listen(addr)).unwrap();
+    let silent: Vec<_> = (0..10)
+        .map(|_| connect_silent(&ns, addr).expect("silent connect"))
+        .collect();
+    let acceptor = std::thread::spawn(move || {
+        let ep = block_on(listener.accept());
+        (listener, ep)
+    });
+    // The acceptor has taken the ten (they are in its handshakes) before the honest one.
+    std::thread::sleep(Duration::from_millis(100));
+    let honest = LoopbackTransport::new(ns);
+    let start = Instant::now();
+    let client = block_on(honest.connect(addr)).expect("the honest connect");
+    let took = start.elapsed();
+    let (listener, server) = within(Duration::from_secs(2), "accept", move || {
+        acceptor.join().unwrap()
+    });
+    let server = server.expect("accepted");
+    assert!(
+        took < Duration::from_millis(100),
+        "the honest connect took {took:?}"
+    );
+    // The silent ten are still connected, still stalled: the honest one overtook them.
+    for s in &silent {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let r = std::io::Read::read(&mut &*s, &mut b);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent connector was answered or dropped: {r:?}"
+        );
+    }
+    drop((client, server, listener, silent));
+}
