@@ -1768,6 +1768,13 @@ impl LoopbackEndpoint {
         }
     }
 
+    /// How many records from the peer this endpoint has consumed (handled, whatever the
+    /// handler made of them): what a hostile-peer test counts to prove its records reached
+    /// the handlers.
+    pub fn records_received(&self) -> u64 {
+        lock(&self.shared.inb).consumer.records()
+    }
+
     /// How the RDMA operations this endpoint posts move their data: single copy when the
     /// peer agreed in the handshake to serve them (and could reach this process), bounce
     /// otherwise. Operations with more SGEs than a single-copy request carries (64)

@@ -643,6 +643,9 @@ pub mod fault {
     pub struct RawPeer {
         map: Arc<sys::Mapping>,
         socket: UnixStream,
+        /// The producer of the ring the victim reads, kept across records so that it
+        /// respects the victim's head like an honest peer's.
+        producer: std::sync::Mutex<ring::Producer>,
         /// Data bytes of each ring.
         pub capacity: usize,
         /// Whether the victim said it serves this peer's single-copy requests.
@@ -767,7 +770,10 @@ pub mod fault {
             flags
         };
         (&socket).write_all(&encode_final(last))?;
+        let producer = ring::Producer::new(map.clone(), 0, capacity)
+            .ok_or(std::io::ErrorKind::InvalidInput)?;
         Ok(RawPeer {
+            producer: std::sync::Mutex::new(producer),
             map,
             socket,
             capacity,
@@ -796,7 +802,8 @@ pub mod fault {
         }
 
         /// Appends a well-formed record with the given fields to the ring the victim
-        /// reads (ignores the victim's head: a full ring is the peer's problem).
+        /// reads, as an honest producer would: `false` (nothing written) while the victim
+        /// has not consumed enough to make room, or for a payload larger than a record.
         pub fn push_record(
             &self,
             kind: u16,
@@ -806,20 +813,19 @@ pub mod fault {
             b: u64,
             payload: &[u8],
         ) -> bool {
-            match ring::Producer::new(self.map.clone(), 0, self.capacity) {
-                Some(mut p) if payload.len() <= p.max_payload() => {
-                    let h = ring::Header {
-                        kind,
-                        flags,
-                        len: 0,
-                        token,
-                        a,
-                        b,
-                    };
-                    matches!(p.push(h, &[payload]), Ok(Ok(())))
-                }
-                _ => false,
+            let mut p = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+            if payload.len() > p.max_payload() {
+                return false;
             }
+            let h = ring::Header {
+                kind,
+                flags,
+                len: 0,
+                token,
+                a,
+                b,
+            };
+            matches!(p.push(h, &[payload]), Ok(Ok(())))
         }
 
         /// Consumes what the victim sent since the last call and counts its ACKs:

@@ -241,6 +241,8 @@ pub struct Consumer {
     head: u64,
     /// The head started off the record grid (see `Producer::off_grid`).
     off_grid: bool,
+    /// Records consumed so far (handled, whatever the handler made of them).
+    records: u64,
 }
 
 /// A lock-free look at the next record's seal, for a poller that wants to know whether taking
@@ -441,6 +443,7 @@ impl Consumer {
             ring,
             head,
             off_grid: !head.is_multiple_of(RECORD_ALIGN as u64),
+            records: 0,
         })
     }
 
@@ -449,6 +452,11 @@ impl Consumer {
         Watch {
             ring: self.ring.clone(),
         }
+    }
+
+    /// Records consumed so far.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// The consumer's position (its private copy, not the shared word).
@@ -523,6 +531,7 @@ impl Consumer {
 
     /// Releases the record `header` (as returned by the last `peek`) to the producer.
     pub fn consume(&mut self, header: &Header) {
+        self.records += 1;
         self.advance(record_len(header.len as usize));
     }
 

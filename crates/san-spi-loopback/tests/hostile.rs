@@ -1,22 +1,28 @@
 //! Hostile and dying peers.
 //!
-//! - `hostile_peer_garbage_is_errors_not_panics`: a peer writes seeded random garbage —
-//!   bytes anywhere in both rings, and well-formed records with random kinds, lengths,
-//!   flags and keys (including real descriptors pushed out of bounds, and single-copy
-//!   requests with garbage addresses and lengths) — for 10^5 rounds over 100 connections.
-//!   The peer runs in the victim's process, so it never gets single copy (it refuses it,
-//!   or shows a bogus probe): its single-copy requests must be refused. The victim must
-//!   complete every operation it posted exactly once, never panic or hang, and never write
-//!   outside what it registered for writing.
-//! - `hostile_peer_in_another_process_gets_single_copy_and_only_errors`: the same, from a
-//!   child process that negotiates single copy honestly, with mostly single-copy requests:
-//!   garbage pieces (anywhere in its own address space, the victim's addresses, wrapping,
-//!   unmapped, lengths that do not add up) and some valid ones. The victim serves them with
-//!   cross-memory attach into the attacker only; its own memory outside the writable
-//!   region is never written, and the valid requests succeed.
-//! - `peer_killed_mid_transfer_fails_pending_within_1s`: a peer process serving RDMA under
-//!   load is killed with SIGKILL; every pending operation on the survivor completes with an
-//!   error within one second.
+//! - `hostile_peer_garbage_is_errors_not_panics`: once the victim's endpoint runs and has
+//!   posted its work, a peer in the victim's process sends, over 20 connections, 120,000
+//!   well-formed but wrong records (RDMA writes and read requests with bad keys, offsets
+//!   and lengths, answers to operations never started, messages for the victim's
+//!   receives), respecting the ring's flow control so that each one is read; every other
+//!   connection then ends in garbage (scribbled bytes and positions, unknown kinds,
+//!   impossible flags). The test counts what the victim consumed (at least 10^5 records)
+//!   and holds it to exactly once by token: every operation it posted completes once, no
+//!   completion names a token never posted. It never writes outside what it registered
+//!   for writing; the peer never gets single copy (it refuses it, or shows a bogus probe).
+//! - `hostile_peer_in_another_process_gets_single_copy_and_only_errors`: the same from a
+//!   child process that negotiates single copy honestly, with mostly single-copy requests
+//!   — garbage pieces (near null, wrapping, kernel space, the victim's addresses, its own
+//!   memory and past it) and valid ones — and wrong records; again at least 10^5 records
+//!   consumed and exactly once by token. The victim serves them with cross-memory attach
+//!   into the attacker only; its own memory outside the writable region is never written,
+//!   and the valid requests succeed.
+//! - `peer_killed_mid_transfer_fails_pending_within_1s`: with the peer process stopped,
+//!   the survivor posts RDMA reads and writes of 16 MiB and receives (bounce mode, so each
+//!   needs the peer: none completes — checked); then SIGKILL, and every one of them
+//!   completes with an error within one second.
+//! - `a_write_starting_near_u64_max_is_corruption_not_an_overflow`: a peer's RDMA write
+//!   whose sequence would wrap is corruption, in the progress thread and in `poll`.
 //! - `a_message_cut_by_the_close_is_a_reset`: a peer closes in the middle of a message;
 //!   the receive holding its first part fails with WSAECONNRESET, never the clean
 //!   WSAEDISCON.
@@ -110,25 +116,6 @@ impl<'t> Victim<'t> {
         [self.ro.addr(), self.guarded.addr() + 4096]
     }
 
-    /// Posts what the victim has outstanding while garbage arrives — two receives, a send,
-    /// an RDMA read — and returns how many were accepted.
-    fn post_work(&self, ep: &LoopbackEndpoint, conn: usize) -> usize {
-        let target = RemoteTarget {
-            descriptor: &self.d_rw,
-            offset: 0,
-        };
-        let recv = |i: u64| ep.post_recv(&[self.recv.sge(0..8192)], conn as u64 * 10 + i);
-        [
-            recv(0),
-            recv(1),
-            ep.post_send(&[self.send.sge(0..1024)], 7),
-            ep.rdma_read(&[self.recv.sge(0..512)], target, 8),
-        ]
-        .iter()
-        .filter(|r| r.is_ok())
-        .count()
-    }
-
     /// Nothing outside the writable region was written.
     fn assert_untouched(&self) {
         assert!(self.ro.all(0..4096, 0x11), "read-only region written");
@@ -180,9 +167,136 @@ fn hostile_peer_garbage_is_errors_not_panics() {
     }
 }
 
+/// Every token the victim posted, and every completion it got: each posted token must
+/// complete exactly once, and no completion may name a token never posted.
+#[derive(Default)]
+struct Ledger {
+    posted: std::collections::HashSet<u64>,
+    done: std::collections::HashSet<u64>,
+    next: u64,
+}
+
+impl Ledger {
+    /// A fresh token.
+    fn token(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Records a post of `token` that returned `r`.
+    fn post(&mut self, token: u64, r: Result<(), san_spi_core::transport::PostError>) -> bool {
+        if r.is_ok() {
+            self.posted.insert(token);
+        }
+        r.is_ok()
+    }
+
+    /// Records completions; returns how many were receives (to post again).
+    fn absorb(&mut self, cs: &[Completion]) -> usize {
+        for c in cs {
+            assert!(
+                self.posted.contains(&c.token),
+                "completion for unknown token {c:?}"
+            );
+            assert!(
+                self.done.insert(c.token),
+                "token {} completed twice",
+                c.token
+            );
+        }
+        cs.iter()
+            .filter(|c| c.op == san_spi_core::transport::Op::Recv)
+            .count()
+    }
+
+    fn outstanding(&self) -> usize {
+        self.posted.len() - self.done.len()
+    }
+}
+
+/// One well-formed record that is wrong — a bad key, offset, length or status, or an answer
+/// to nothing — of a kind the victim handles without giving up the connection:
+/// `(kind, flags, token, a, b, payload)`.
+fn wrong_record(rng: &mut XorShift, keys: &[u64; 2]) -> (u16, u16, u64, u64, u64, Vec<u8>) {
+    let key = match rng.below(3) {
+        0 => keys[0],
+        1 => keys[1],
+        _ => rng.next(),
+    };
+    let offset = match rng.below(4) {
+        0 => rng.next(),
+        1 => 4096 - rng.below(300),
+        2 => u64::MAX - rng.below(4096),
+        _ => rng.below(4096),
+    };
+    let token = rng.next() | 1 << 62; // never one of the victim's operations
+    let data =
+        |rng: &mut XorShift, n: u64| -> Vec<u8> { (0..n).map(|_| rng.next() as u8).collect() };
+    match rng.below(6) {
+        // An RDMA write in one record: the declared total at least the data carried (a
+        // shorter total is a lie the victim ends the connection for).
+        0 | 1 => {
+            let n = rng.below(200);
+            let total = match rng.below(3) {
+                0 => n,
+                1 => n + rng.below(1 << 20),
+                _ => u64::MAX - rng.below(16),
+            };
+            let mut payload = total.to_le_bytes().to_vec();
+            payload.extend(data(rng, n));
+            (WRITE, FIRST | LAST, token, key, offset, payload)
+        }
+        // A read request of a random length.
+        2 => {
+            let len = match rng.below(3) {
+                0 => rng.below(8192),
+                1 => rng.next(),
+                _ => u32::MAX as u64 + rng.below(16),
+            };
+            (READ_REQ, 0, token, key, offset, len.to_le_bytes().to_vec())
+        }
+        // An acknowledgement and read data for operations the victim never started.
+        3 => (ACK, 0, token, rng.below(20_000), rng.next(), Vec::new()),
+        4 => {
+            let n = rng.below(256);
+            (READ_DATA, 0, token, 0, rng.below(1 << 20), data(rng, n))
+        }
+        // A whole message for one of the victim's receives.
+        _ => {
+            let n = rng.below(300);
+            (SEND, FIRST | LAST, token, 0, n, data(rng, n))
+        }
+    }
+}
+
+const ACK: u16 = 3;
+const READ_REQ: u16 = 4;
+const READ_DATA: u16 = 5;
+const LAST: u16 = 2;
+/// Records the in-process attacker sends over the run (the test requires the victim to
+/// have consumed at least `MIN_RECORDS`).
+const HOSTILE_CONN_RECORDS: usize = 6_000;
+const MIN_RECORDS: u64 = 100_000;
+
+/// Pushes one record, waiting (bounded) while the victim's ring is full and draining what
+/// the victim sends back, as a peer that wants its records read must.
+fn push_patiently(peer: &RawPeer, rec: &(u16, u16, u64, u64, u64, Vec<u8>)) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if peer.push_record(rec.0, rec.1, rec.2, rec.3, rec.4, &rec.5) {
+            return true;
+        }
+        peer.signal();
+        peer.drain_acks();
+        if Instant::now() > deadline {
+            return false; // the victim stopped reading: it gave up on this connection
+        }
+        std::thread::yield_now();
+    }
+}
+
 fn hostile_run(seed: u64) {
-    const CONNS: usize = 100;
-    const ROUNDS: usize = 1000;
+    const CONNS: usize = 20;
     let ns = format!("hostile-{}", std::process::id());
     let capacity = 64 << 10;
     let t = LoopbackTransport::new(ns.clone()).with_ring_capacity(capacity);
@@ -192,7 +306,8 @@ fn hostile_run(seed: u64) {
     let victim = Victim::new(&t);
     let keys = victim.keys;
     let victim_addrs = victim.addrs();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<usize>();
     let attacker = std::thread::spawn(move || {
         let mut rng = XorShift(seed | 1);
         let mut scratch = vec![0u8; 16 << 10];
@@ -207,38 +322,114 @@ fn hostile_run(seed: u64) {
             // process refuses this peer's single-copy requests (connect_raw's promise).
             let peer = unsafe { connect_raw(&ns, addr, capacity, probe) }.expect("raw connect");
             assert!(!peer.victim_serves, "single copy served to {probe:?}");
-            attack(
-                &peer,
-                &mut rng,
-                &keys,
-                &victim_addrs,
-                &mut scratch,
-                ROUNDS,
-                Mix::RINGS,
-            );
+            // Only once the victim's endpoint runs and has posted its work.
+            ready_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("victim ready");
+            let mut sent = 0;
+            for i in 0..HOSTILE_CONN_RECORDS {
+                if !push_patiently(&peer, &wrong_record(&mut rng, &keys)) {
+                    break;
+                }
+                sent += 1;
+                if i % 32 == 0 {
+                    peer.signal();
+                    peer.drain_acks();
+                }
+            }
+            peer.signal();
+            // Every other connection ends in garbage: scribbled bytes and positions, records
+            // of unknown kinds and impossible flags.
+            if conn % 2 == 1 {
+                attack(
+                    &peer,
+                    &mut rng,
+                    &keys,
+                    &victim_addrs,
+                    &mut scratch,
+                    50,
+                    Mix::RINGS,
+                );
+            }
             drop(peer);
-            done_tx.send(()).unwrap();
+            done_tx.send(sent).unwrap();
         }
     });
 
+    let mut records = 0u64;
+    let mut sent = 0usize;
     for conn in 0..CONNS {
         let ep = block_on(listener.accept()).unwrap();
         assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
-        // Work the victim has outstanding while the garbage arrives.
-        let posted = victim.post_work(&ep, conn);
-        done_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("attacker finished the connection");
+        let mut ledger = Ledger::default();
+        // Work the victim has outstanding while the wrong records arrive: receives it keeps
+        // posted, a send, RDMA it never gets an answer to.
+        let recv = |ledger: &mut Ledger| {
+            let token = ledger.token();
+            ledger.post(token, ep.post_recv(&[victim.recv.sge(0..8192)], token))
+        };
+        for _ in 0..8 {
+            recv(&mut ledger);
+        }
+        let token = ledger.token();
+        ledger.post(token, ep.post_send(&[victim.send.sge(0..1024)], token));
+        let target = RemoteTarget {
+            descriptor: &victim.d_rw,
+            offset: 0,
+        };
+        let token = ledger.token();
+        ledger.post(
+            token,
+            ep.rdma_read(&[victim.recv.sge(0..512)], target, token),
+        );
+        ready_tx.send(()).unwrap();
+        let mut c = [Completion::default(); 32];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conn_sent = loop {
+            assert!(
+                Instant::now() < deadline,
+                "connection {conn}: the attacker never finished"
+            );
+            let n = ep.poll(&mut c);
+            for _ in 0..ledger.absorb(&c[..n]) {
+                recv(&mut ledger);
+            }
+            if let Ok(s) = done_rx.try_recv() {
+                break s;
+            }
+            if n == 0 {
+                ep.wait(Duration::from_millis(1));
+            }
+        };
+        sent += conn_sent;
         // The attacker is gone: everything posted completes, once, promptly.
-        let got = drain(&ep, posted, Instant::now() + Duration::from_secs(5));
-        assert_eq!(got.len(), posted, "connection {conn}: completions {got:?}");
+        let until = Instant::now() + Duration::from_secs(5);
+        while ledger.outstanding() > 0 && Instant::now() < until {
+            let n = ep.poll(&mut c);
+            ledger.absorb(&c[..n]);
+            if n == 0 {
+                ep.wait(Duration::from_millis(5));
+            }
+        }
+        assert_eq!(
+            ledger.outstanding(),
+            0,
+            "connection {conn}: posted operations never completed"
+        );
+        records += ep.records_received();
         ep.close();
         assert_eq!(
-            drain(&ep, 1, Instant::now() + Duration::from_millis(20)).len(),
-            0
+            ep.poll(&mut c),
+            0,
+            "a completion after everything completed"
         );
     }
     attacker.join().expect("attacker thread");
+    eprintln!("hostile: the victim consumed {records} of {sent} wrong records (and the garbage)");
+    assert!(
+        records >= MIN_RECORDS,
+        "the victim consumed only {records} records"
+    );
     victim.assert_untouched();
     victim.deregister();
 }
@@ -254,23 +445,37 @@ struct Mix {
     single_copy: u64,
     /// Of those, malformed ones (too many pieces, ragged): they end the connection.
     malformed: u64,
-    // The rest: a well-formed record of a random kind.
+    /// A well-formed but wrong record the victim survives ([`wrong_record`]).
+    wrong: u64,
+    // The rest: a well-formed record of a random kind and flags (often fatal).
 }
 
 impl Mix {
-    /// Mostly ring garbage: the in-process attacker.
+    /// Ring garbage: how a connection of the in-process attacker may end.
     const RINGS: Mix = Mix {
         scribble: 400,
         words: 100,
         single_copy: 100,
         malformed: 200,
+        wrong: 0,
     };
-    /// Mostly single-copy requests, rarely breaking the connection (so many get served).
+    /// Single-copy requests (garbage pieces and valid ones) and wrong records, none of
+    /// which break the connection, so that the victim handles every one.
     const SINGLE_COPY: Mix = Mix {
-        scribble: 1,
-        words: 1,
-        single_copy: 990,
-        malformed: 5,
+        scribble: 0,
+        words: 0,
+        single_copy: 600,
+        malformed: 0,
+        wrong: 400,
+    };
+    /// Only wrong records: for a connection that refuses single copy (where any
+    /// single-copy request ends it).
+    const WRONG: Mix = Mix {
+        scribble: 0,
+        words: 0,
+        single_copy: 0,
+        malformed: 0,
+        wrong: 1000,
     };
 }
 
@@ -279,11 +484,16 @@ const SC_READ: u16 = 8;
 
 /// A single-copy request payload: `total u64` then `(address u64, length u64)` pieces,
 /// mostly garbage, sometimes valid (pieces inside `scratch` adding up to the total).
+/// With `into_attacker` (a single-copy read: the victim writes what it reads into the
+/// attacker at the named addresses) the garbage addresses stay where the attacker can bear
+/// a write — inside `scratch` or the guard page after it, near null, wrapping, kernel
+/// space — since whatever the victim writes there is the attacker's own doing.
 fn single_copy_payload(
     rng: &mut XorShift,
     victim_addrs: &[u64],
     scratch: &mut [u8],
     malformed: bool,
+    into_attacker: bool,
 ) -> Vec<u8> {
     let own = scratch.as_mut_ptr() as u64;
     let own_len = scratch.len() as u64;
@@ -302,7 +512,11 @@ fn single_copy_payload(
             let len = rng.below(256);
             (own + rng.below(own_len - 256), len)
         } else {
-            let addr = match rng.below(7) {
+            let choice = match rng.below(7) {
+                0 | 3 | 5 if into_attacker => 2,
+                c => c,
+            };
+            let addr = match choice {
                 0 => rng.next(),
                 1 => rng.below(1 << 16),              // near null
                 2 => own + rng.below(own_len + 4096), // own memory, or just past it
@@ -379,15 +593,14 @@ fn attack(
                 _ => rng.below(4096),
             };
             let malformed = rng.below(1000) < mix.malformed;
-            let payload = single_copy_payload(rng, victim_addrs, scratch, malformed);
-            peer.push_record(
-                kind,
-                rng.below(8) as u16,
-                rng.next() % 64,
-                key,
-                offset,
-                &payload,
-            );
+            let payload =
+                single_copy_payload(rng, victim_addrs, scratch, malformed, kind == SC_READ);
+            // Flags as an honest request has them, unless it is meant to be malformed.
+            let flags = if malformed { rng.below(8) as u16 } else { 0 };
+            let rec = (kind, flags, rng.next() % 64, key, offset, payload);
+            push_patiently(peer, &rec);
+        } else if roll < mix.scribble + mix.words + mix.single_copy + mix.wrong {
+            push_patiently(peer, &wrong_record(rng, keys));
         } else {
             let kind = rng.below(10) as u16; // includes the single-copy kinds and an unknown one
             let flags = rng.below(8) as u16;
@@ -409,9 +622,35 @@ fn attack(
     }
 }
 
+/// `len` bytes (a multiple of the page size) of `0x77` followed by one `PROT_NONE` page,
+/// mapped for the rest of the process.
+fn guarded_scratch(len: usize) -> &'static mut [u8] {
+    let page = 4096;
+    // SAFETY: a fresh anonymous mapping of `len + page` bytes; the last page is made
+    // inaccessible; the rest is handed out once, as the only reference, for the rest of the
+    // process (it is never unmapped).
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len + page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        assert_eq!(
+            libc::mprotect((p as *mut u8).add(len) as *mut _, page, libc::PROT_NONE),
+            0
+        );
+        std::ptr::write_bytes(p as *mut u8, 0x77, len);
+        std::slice::from_raw_parts_mut(p as *mut u8, len)
+    }
+}
+
 const HOSTILE_CHILD_ENV: &str = "SAN_SPI_LOOPBACK_HOSTILE_CHILD";
 const HOSTILE_CONNS: usize = 20;
-const HOSTILE_ROUNDS: usize = 2000;
+const HOSTILE_ROUNDS: usize = 6000;
 
 /// The attacker process: `HOSTILE_CONNS` connections of single-copy garbage. Exits 0 when
 /// the honest connections got some valid requests served, 2 otherwise.
@@ -424,7 +663,10 @@ fn hostile_child(spec: &str) -> ! {
     let victim_addrs = [f[5].parse().unwrap(), f[6].parse().unwrap()];
     let capacity = 64 << 10;
     let mut rng = XorShift(seed | 1);
-    let mut scratch = vec![0x77u8; 16 << 10];
+    // The scratch memory the victim may write into, with an inaccessible page after it
+    // (where a write that runs past stops).
+    let guarded = guarded_scratch(16 << 10);
+    let scratch = &mut *guarded;
     let (mut served, mut refused) = (0, 0);
     for conn in 0..HOSTILE_CONNS {
         let probe = if conn % 5 == 4 {
@@ -445,16 +687,13 @@ fn hostile_child(spec: &str) -> ! {
                 Err(e) => panic!("raw connect: {e}"),
             }
         };
+        let mix = if peer.victim_serves {
+            Mix::SINGLE_COPY
+        } else {
+            Mix::WRONG
+        };
         for _ in 0..HOSTILE_ROUNDS / 100 {
-            attack(
-                &peer,
-                &mut rng,
-                &keys,
-                &victim_addrs,
-                &mut scratch,
-                100,
-                Mix::SINGLE_COPY,
-            );
+            attack(&peer, &mut rng, &keys, &victim_addrs, scratch, 100, mix);
             // Keep the victim's outbound ring draining, so its ACKs never stall it.
             std::thread::sleep(Duration::from_micros(200));
             let (ok, err) = peer.drain_acks();
@@ -496,6 +735,7 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
         }
     });
     let mut single_copy = 0;
+    let mut records = 0u64;
     for conn in 0..HOSTILE_CONNS {
         let ep = loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -517,24 +757,62 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
             single_copy += 1;
         }
         // Its RDMA read goes single copy towards the attacker when it claims to serve it:
-        // never answered.
-        let posted = victim.post_work(&ep, conn);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // never answered. Receives are posted again as they complete.
+        let mut ledger = Ledger::default();
+        let recv = |ledger: &mut Ledger| {
+            let token = ledger.token();
+            ledger.post(token, ep.post_recv(&[victim.recv.sge(0..8192)], token))
+        };
+        for _ in 0..8 {
+            recv(&mut ledger);
+        }
+        let token = ledger.token();
+        ledger.post(token, ep.post_send(&[victim.send.sge(0..1024)], token));
+        let target = RemoteTarget {
+            descriptor: &victim.d_rw,
+            offset: 0,
+        };
+        let token = ledger.token();
+        ledger.post(
+            token,
+            ep.rdma_read(&[victim.recv.sge(0..512)], target, token),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut c = [Completion::default(); 32];
         while !ep.is_closed() {
             assert!(
                 Instant::now() < deadline,
                 "SAN_SPI_SEED={seed}: connection {conn} never ended"
             );
-            std::thread::sleep(Duration::from_millis(2));
+            let n = ep.poll(&mut c);
+            for _ in 0..ledger.absorb(&c[..n]) {
+                recv(&mut ledger);
+            }
+            if n == 0 {
+                ep.wait(Duration::from_millis(1));
+            }
         }
-        let got = drain(&ep, posted, Instant::now() + Duration::from_secs(5));
+        let until = Instant::now() + Duration::from_secs(5);
+        while ledger.outstanding() > 0 && Instant::now() < until {
+            let n = ep.poll(&mut c);
+            ledger.absorb(&c[..n]);
+            if n == 0 {
+                ep.wait(Duration::from_millis(5));
+            }
+        }
         assert_eq!(
-            got.len(),
-            posted,
-            "SAN_SPI_SEED={seed}: connection {conn}: completions {got:?}"
+            ledger.outstanding(),
+            0,
+            "SAN_SPI_SEED={seed}: connection {conn}: posted operations never completed"
         );
+        records += ep.records_received();
         ep.close();
     }
+    eprintln!("hostile (two processes): the victim consumed {records} records");
+    assert!(
+        records >= MIN_RECORDS,
+        "the victim consumed only {records} records"
+    );
     let status = child.wait_exit(Duration::from_secs(30));
     victim.assert_untouched();
     if common::ptrace_unrestricted() || single_copy > 0 {
@@ -578,7 +856,7 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
     }
     let ns = format!("sigkill-{}", std::process::id());
     let addr = "198.18.0.1:9200";
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let spawned = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "peer_killed_mid_transfer_fails_pending_within_1s",
@@ -588,7 +866,13 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t = LoopbackTransport::new(ns);
+    // Killed and reaped however the test ends (a stopped child must not outlive it).
+    let mut reap = common::Reap(Some(spawned));
+    let child = reap.0.as_mut().expect("the child");
+    // Bounce: every byte of the RDMA below needs the child's progress (in single copy a
+    // read can be served by this side's own cross-memory attach), so a stopped child
+    // provably holds every operation in flight.
+    let t = LoopbackTransport::new(ns).with_copy_mode(CopyMode::Bounce);
     let deadline = Instant::now() + Duration::from_secs(20);
     let ep = loop {
         match block_on(t.connect(addr.parse().unwrap())) {
@@ -608,31 +892,40 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
     assert_eq!(first.len(), 1, "descriptor from the child");
     assert_eq!(first[0].result, Ok(32));
     let desc = descbuf.to_vec(0..32);
-    // Load: RDMA reads and writes of 16 MiB, and receives that never complete.
-    let mut posted = 0;
-    for i in 0..4u64 {
-        let sge = buf.sge(i as usize * len..(i as usize + 1) * len);
+    // Stop the child first, so that nothing posted below can finish before the kill: RDMA
+    // reads and writes of 16 MiB (each needs the child's answer) and receives (the child
+    // never sends).
+    // SAFETY: kill(2) on our own child's pid, which it still is (not yet reaped).
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) }, 0);
+    let mut ledger = Ledger::default();
+    for i in 0..4usize {
+        let sge = buf.sge(i * len..(i + 1) * len);
         let target = RemoteTarget {
             descriptor: &desc,
             offset: 0,
         };
-        if i % 2 == 0 {
-            ep.rdma_read(&[sge], target, 100 + i).unwrap();
+        let token = ledger.token();
+        let r = if i % 2 == 0 {
+            ep.rdma_read(&[sge], target, token)
         } else {
-            ep.rdma_write(&[sge], target, 100 + i).unwrap();
-        }
-        posted += 1;
+            ep.rdma_write(&[sge], target, token)
+        };
+        assert!(ledger.post(token, r), "RDMA post {i} refused");
     }
-    for i in 0..3u64 {
-        ep.post_recv(&[buf.sge(0..1024)], 200 + i).unwrap();
-        posted += 1;
+    for _ in 0..3 {
+        let token = ledger.token();
+        assert!(ledger.post(token, ep.post_recv(&[buf.sge(0..1024)], token)));
     }
-    std::thread::sleep(Duration::from_millis(5));
+    let posted = ledger.outstanding();
+    // In flight at the kill: nothing has completed while the child was stopped.
+    let early = drain(&ep, 1, Instant::now() + Duration::from_millis(200));
+    assert!(early.is_empty(), "completed before the kill: {early:?}");
     child.kill().unwrap();
     let killed = Instant::now();
     let got = drain(&ep, posted, killed + Duration::from_secs(1));
     let took = killed.elapsed();
     let _ = child.wait();
+    ledger.absorb(&got);
     assert_eq!(
         got.len(),
         posted,
@@ -640,14 +933,18 @@ fn peer_killed_mid_transfer_fails_pending_within_1s() {
         got.len()
     );
     assert!(took <= Duration::from_secs(1), "took {took:?}");
-    let errors = got.iter().filter(|c| c.result.is_err()).count();
-    assert!(errors >= 3, "the receives at least must fail: {got:?}");
+    assert!(
+        got.iter().all(|c| c.result.is_err()),
+        "every operation in flight at the kill fails: {got:?}"
+    );
+    assert_eq!(ledger.outstanding(), 0);
     ep.close();
     buf.deregister().unwrap();
     descbuf.deregister().unwrap();
 }
 
 const SEND: u16 = 1;
+const WRITE: u16 = 2;
 const CLOSE: u16 = 6;
 const FIRST: u16 = 1;
 
@@ -784,49 +1081,50 @@ fn peer_memory_off_the_record_grid_is_corruption_not_a_panic() {
     buf.deregister().unwrap();
 }
 
-const WRITE: u16 = 2;
-
 /// An RDMA write whose start the peer put at `u64::MAX - 3`, continued past it: the
 /// sequence check must not overflow (a panic in a debug build, a wrap in release) but call
 /// it corruption and fail the connection with errors — in the progress thread and in the
 /// application's own `poll`, which runs the same handlers inline.
 #[test]
 fn a_write_starting_near_u64_max_is_corruption_not_an_overflow() {
+    let mut first = 16u64.to_le_bytes().to_vec(); // total
+    first.extend_from_slice(&[1u8; 8]); // 8 bytes received: start + 8 wraps
     for (round, polling) in [(0u16, false), (1, true)] {
-        let mut first = 16u64.to_le_bytes().to_vec(); // total
-        first.extend_from_slice(&[1u8; 8]); // 8 bytes received: start + 8 wraps
-        let records: &'static [(u16, u16, u64, &'static [u8])] = Box::leak(
-            vec![
-                (
-                    WRITE,
-                    FIRST,
-                    u64::MAX - 3,
-                    &*Box::leak(first.into_boxed_slice()),
-                ),
-                // Where a wrapped sum would put the next chunk (what a release build accepted).
-                (WRITE, 0, (u64::MAX - 3).wrapping_add(8), &[2u8; 4][..]),
-            ]
-            .into_boxed_slice(),
-        );
-        let (t, ep, peer) = victim_with_raw_records("wrap", 9180 + round, records);
+        let (t, ep, peer) = victim_with_raw_records("wrap", 9180 + round, &[]);
         let (mut buf, sge) = registered_buffer(&t, 64);
         ep.post_recv(&[sge], 1).unwrap();
-        peer.signal();
+        let push = || {
+            assert!(peer.push_record(WRITE, FIRST, 9, 0x77, u64::MAX - 3, &first));
+            // Where a wrapped sum would put the next chunk (what a release build accepted).
+            let next = (u64::MAX - 3).wrapping_add(8);
+            assert!(peer.push_record(WRITE, 0, 9, 0x77, next, &[2u8; 4]));
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut got = Vec::new();
-        while got.is_empty() && Instant::now() < deadline {
-            if polling {
-                let mut c = [Completion::default(); 4];
+        let mut c = [Completion::default(); 4];
+        let got = if polling {
+            // The application polls, so its own `poll` runs the handlers (the progress
+            // thread stays parked while it does): poll a while, then the records arrive.
+            for _ in 0..100 {
+                assert_eq!(ep.poll(&mut c), 0);
+            }
+            push();
+            let mut got = Vec::new();
+            while got.is_empty() && Instant::now() < deadline {
                 let n = ep.poll(&mut c);
                 got.extend_from_slice(&c[..n]);
-            } else {
-                // Only the progress thread works: no poll until it has failed the receive.
-                ep.wait(Duration::from_millis(5));
-                if peer.victim_consumed() > 0 {
-                    got = drain(&ep, 1, Instant::now() + Duration::from_secs(1));
-                }
             }
-        }
+            got
+        } else {
+            // Only the progress thread works: it parks, the records arrive with a wake-up,
+            // and nothing polls until it has consumed them.
+            std::thread::sleep(Duration::from_millis(200));
+            push();
+            peer.signal();
+            while peer.victim_consumed() == 0 && Instant::now() < deadline {
+                ep.wait(Duration::from_millis(5));
+            }
+            drain(&ep, 1, Instant::now() + Duration::from_secs(1))
+        };
         assert_eq!(got.len(), 1, "round {round}: the receive never failed");
         assert!(got[0].result.is_err(), "round {round}: {got:?}");
         // The attack reached the handler: the first record was consumed.
