@@ -10,7 +10,8 @@
 //! 6. `loom` — the loom models of san-spi-core (`--cfg loom`, release, own target dir);
 //! 7. `deny` — `cargo deny check` ([`crate::deny`]);
 //! 8. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
-//! 9. `msrv` — san-spi-core with rustc 1.63 ([`crate::msrv`]).
+//! 9. `msrv` — san-spi-core and san-spi-inproc with rustc 1.63, and san-spi-inproc's tests
+//!    for Windows under Wine ([`crate::msrv`], [`crate::wine`]).
 //!
 //! To add a step, write a `fn(&mut Ctx) -> Result<(), String>` and list it in [`STEPS`].
 
@@ -114,8 +115,12 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "msrv",
-        title: "MSRV build: san-spi-core with rustc 1.63",
-        run: |_| msrv::run(),
+        title: "rustc 1.63 builds; san-spi-inproc tests under Wine",
+        run: |ctx| {
+            let notes = msrv::run()?;
+            ctx.notes.extend(notes);
+            Ok(())
+        },
     },
 ];
 
@@ -250,7 +255,7 @@ fn loom_step(ctx: &mut Ctx) -> Result<(), String> {
 }
 
 /// Sums `test result: ok. 3 passed; 0 failed; 1 ignored; ...` lines.
-fn count_tests(output: &str) -> TestCounts {
+pub fn count_tests(output: &str) -> TestCounts {
     let mut c = TestCounts::default();
     for line in output.lines() {
         let Some(rest) = line.trim().strip_prefix("test result: ") else {

@@ -2,7 +2,8 @@
 //!
 //! - Debian packages (installed with apt-get when root, else a clear error naming them):
 //!   Debian's `rustc` 1.63 for the MSRV build, the mingw-w64 compilers (the header probe and
-//!   Windows linking), `libstd-rust-dev-windows` (the 1.63 Windows std), `g++` (libFuzzer),
+//!   Windows linking), `libstd-rust-dev-windows` (the 1.63 Windows std), `wine64` (runs the
+//!   MSRV step's Windows test binaries), `g++` (libFuzzer),
 //!   `libfabric-bin` (`fi_pingpong`, so the bench smoke test covers the libfabric
 //!   comparison) and `git` (the advisory-db mirror).
 //! - Cargo tools: `cargo-deny`, `cargo-fuzz` (`cargo install --locked`).
@@ -13,7 +14,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{fuzz, util};
+use crate::{fuzz, util, wine};
 
 /// Where `libstd-rust-dev-windows` puts the Windows standard library of Debian's rustc.
 pub const WINDOWS_STD_DIR: &str = "/usr/lib/rustlib/x86_64-pc-windows-gnu/lib";
@@ -51,8 +52,14 @@ const APT_NEEDS: &[AptNeed] = &[
     AptNeed {
         what: "the Windows std of rustc 1.63 (/usr/lib/rustlib/x86_64-pc-windows-gnu)",
         package: "libstd-rust-dev-windows",
-        required: false,
+        required: true,
         present: || Path::new(WINDOWS_STD_DIR).is_dir(),
+    },
+    AptNeed {
+        what: "/usr/lib/wine/wine64 (runs the Windows test binaries)",
+        package: "wine64",
+        required: true,
+        present: || Path::new(wine::WINE64).is_file(),
     },
     AptNeed {
         what: "a C++ compiler (c++, for libFuzzer)",

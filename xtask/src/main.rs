@@ -5,7 +5,8 @@
 //!
 //! - `cargo xtask ci` — everything CI checks, in order (see [`ci`]).
 //! - `cargo xtask fuzz --smoke` / `cargo xtask fuzz <target> [args]` (see [`fuzz`]).
-//! - `cargo xtask msrv` — build `san-spi-core` with Debian's rustc 1.63 (see [`msrv`]).
+//! - `cargo xtask msrv` — build `san-spi-core` and `san-spi-inproc` with Debian's rustc 1.63,
+//!   and run san-spi-inproc's tests for Windows under Wine (see [`msrv`], [`wine`]).
 //! - `cargo xtask deny` — `cargo deny check`, with the offline advisory-db fallback (see [`deny`]).
 //! - `cargo xtask install` — install missing tools only (see [`install`]).
 //! - `cargo xtask bench core|overlapped` — run a core benchmark (ours and its baseline in one run).
@@ -16,6 +17,7 @@ mod fuzz;
 mod install;
 mod msrv;
 mod util;
+mod wine;
 
 use std::process::ExitCode;
 
@@ -33,8 +35,9 @@ commands:
   fuzz --list           list the fuzz targets
   fuzz <target> [args]  run one fuzz target (args go to `cargo fuzz run`; libFuzzer
                         options after `--`)
-  msrv                  build san-spi-core (lib) with /usr/bin/rustc 1.63, host and
-                        x86_64-pc-windows-gnu
+  msrv                  build san-spi-core and san-spi-inproc (libs) with /usr/bin/rustc
+                        1.63, host and x86_64-pc-windows-gnu, and run san-spi-inproc's
+                        unit, integration and doc tests for Windows under wine64
   deny                  cargo deny check, with the offline advisory-db fallback
   install               install missing tools only (apt packages when root, cargo tools)
   bench [NAME] [args]   cargo bench -p san-spi-core --bench NAME (default NAME: core)
@@ -44,10 +47,13 @@ environment:
   SAN_SPI_ADVISORY_DB   git mirror of the RustSec advisory-db used when it cannot be fetched
                         (default ../shared/data/advisory-db.bundle beside the repository)
   SAN_SPI_FUZZ_SECONDS  seconds per target for `fuzz --smoke`
+  SAN_SPI_WINE_TIMEOUT_SECS
+                        seconds one Windows test binary may run under Wine (default 300)
 ";
 
 fn main() -> ExitCode {
-    // When the MSRV build uses this very binary as RUSTC_WRAPPER, act as the wrapper.
+    // When the MSRV step uses this very binary as RUSTC_WRAPPER, RUSTDOC or the Wine test
+    // runner, act as that helper.
     if std::env::var_os(msrv::WRAPPER_ENV).is_some() {
         return msrv::wrapper_main();
     }
@@ -64,7 +70,7 @@ fn main() -> ExitCode {
     let result = match cmd {
         "ci" => ci::main(rest),
         "fuzz" => fuzz::main(rest),
-        "msrv" => no_args(cmd, rest).and_then(|()| msrv::run()),
+        "msrv" => no_args(cmd, rest).and_then(|()| msrv::run().map(|_| ())),
         "deny" => no_args(cmd, rest).and_then(|()| deny::run().map(|_| ())),
         "install" => no_args(cmd, rest).and_then(|()| install::run().map(|_| ())),
         "bench" => bench(rest),

@@ -1,28 +1,53 @@
-//! Step `msrv`: build `san-spi-core` (lib) with Debian's `/usr/bin/rustc` 1.63, driven
-//! by rustup's cargo, for the host and (when `libstd-rust-dev-windows` is installed) for
-//! `x86_64-pc-windows-gnu`, the provider DLL's target. Target dir: `target/msrv`.
+//! Step `msrv`: Debian's `/usr/bin/rustc` 1.63, driven by rustup's cargo, for the host
+//! and for `x86_64-pc-windows-gnu` (the provider DLL's target, Windows std from
+//! `libstd-rust-dev-windows`). Target dir: `target/msrv`. It
+//!
+//! 1. builds `san-spi-core` and `san-spi-inproc` (libs) for both targets;
+//! 2. builds the tests of `san-spi-inproc` (unit, integration and doc tests, with its
+//!    dev-dependency `san-spi-testkit`) for `x86_64-pc-windows-gnu` and runs them under
+//!    Wine ([`crate::wine`]), failing on any failed test, and prints how many passed.
+//!
+//! Anything missing (rustc/rustdoc 1.63, the Windows std, the mingw linker, wine64) fails
+//! the step with a message naming the Debian package; `cargo xtask install` installs them.
 //!
 //! Today's cargo passes arguments rustc 1.63 does not know. This binary doubles as the
-//! `RUSTC_WRAPPER` that drops them (see [`filter_args`]): it is in wrapper mode when
-//! [`WRAPPER_ENV`] is set, which only this step does.
+//! helpers that fix that, selected by [`WRAPPER_ENV`] (which only this step sets):
+//! - `RUSTC_WRAPPER`: drops them (see [`filter_args`]);
+//! - `RUSTDOC`, invoked through a link named `rustdoc` ([`RUSTDOC_SHIM`]): the same for
+//!   rustdoc, plus `--test-runtool[-arg]` renamed to 1.63's unstable `--runtool[-arg]`
+//!   with `-Z unstable-options` and `RUSTC_BOOTSTRAP=1` (see [`rustdoc_args`]);
+//! - the Wine runner, when the first argument is [`wine::RUNNER_ARG`].
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Instant;
 
+use crate::ci::count_tests;
 use crate::install::WINDOWS_STD_DIR;
-use crate::util;
+use crate::{util, wine};
 
-/// Set (to anything) in the environment of the nested cargo: this binary is then the
-/// rustc wrapper instead of the xtask command line.
+/// Set (to anything) in the environment of the nested cargo: this binary is then one of
+/// the step's helpers (rustc wrapper, rustdoc shim, Wine runner) instead of the xtask
+/// command line.
 pub const WRAPPER_ENV: &str = "SAN_SPI_XTASK_RUSTC_WRAPPER";
 /// Comma-separated lint names rustc 1.63 knows (from `rustc -W help`), computed once by
 /// the parent so that the wrapper does not ask for every crate.
-const KNOWN_LINTS_ENV: &str = "SAN_SPI_XTASK_MSRV_KNOWN_LINTS";
+pub const KNOWN_LINTS_ENV: &str = "SAN_SPI_XTASK_MSRV_KNOWN_LINTS";
 /// Debian's rustc.
 const MSRV_RUSTC: &str = "/usr/bin/rustc";
+/// Debian's rustdoc (same package).
+const MSRV_RUSTDOC: &str = "/usr/bin/rustdoc";
 /// The version it must be.
 const MSRV: &str = "1.63";
+/// The Windows target of the provider DLL.
+const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+/// Its linker (Debian package `gcc-mingw-w64-x86-64`).
+const WINDOWS_LINKER: &str = "x86_64-w64-mingw32-gcc";
+/// File name of the link to this binary that cargo runs as `RUSTDOC` (in
+/// `target/msrv/bin`); being called by that name selects the rustdoc shim.
+pub const RUSTDOC_SHIM: &str = "rustdoc";
 /// `--print` requests rustc 1.63 knows (from `rustc --help -v`).
 const KNOWN_PRINTS: &[&str] = &[
     "crate-name",
@@ -44,58 +69,149 @@ const KNOWN_PRINTS: &[&str] = &[
 /// Options newer than 1.63 that cargo may pass, with whether they take a separate value.
 const DROPPED_OPTIONS: &[(&str, bool)] = &[("--check-cfg", true), ("--diagnostic-width", true)];
 
-/// Runs the MSRV build.
-pub fn run() -> Result<(), String> {
-    if !Path::new(MSRV_RUSTC).is_file() {
+/// Runs the MSRV step. Returns notes for the CI summary.
+pub fn run() -> Result<Vec<String>, String> {
+    let version = check_tool(MSRV_RUSTC)?;
+    println!("msrv: {MSRV_RUSTC}: {version}");
+    let rustdoc_version = check_tool(MSRV_RUSTDOC)?;
+    println!("msrv: {MSRV_RUSTDOC}: {rustdoc_version}");
+    if !Path::new(WINDOWS_STD_DIR).is_dir() {
         return Err(format!(
-            "{MSRV_RUSTC} not found: install Debian's `rustc` package (cargo xtask install, as root)"
+            "{WINDOWS_STD_DIR} missing: install Debian's `libstd-rust-dev-windows` package \
+             (cargo xtask install, as root)"
         ));
     }
-    let version = util::output(Command::new(MSRV_RUSTC).arg("--version"))
-        .ok_or_else(|| format!("`{MSRV_RUSTC} --version` failed"))?;
-    println!("msrv: {MSRV_RUSTC}: {}", version.trim());
-    if !version.starts_with(&format!("rustc {MSRV}.")) {
+    if !util::on_path(WINDOWS_LINKER) {
         return Err(format!(
-            "{MSRV_RUSTC} is `{}`, expected rustc {MSRV}.x",
-            version.trim()
+            "{WINDOWS_LINKER} not on PATH: install Debian's `gcc-mingw-w64-x86-64` package \
+             (cargo xtask install, as root)"
+        ));
+    }
+    if !Path::new(wine::WINE64).is_file() {
+        return Err(format!(
+            "{} not found: install Debian's `wine64` package (cargo xtask install, as root)",
+            wine::WINE64
         ));
     }
     let lints = util::output(Command::new(MSRV_RUSTC).args(["-W", "help"]))
         .ok_or_else(|| format!("`{MSRV_RUSTC} -W help` failed"))?;
-    let known = parse_lint_help(&lints);
+    let known = parse_lint_help(&lints).join(",");
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let target_dir = util::workspace_root().join("target/msrv");
+    let rustdoc_shim = link_rustdoc_shim(&exe, &target_dir.join("bin"))?;
+    let runner = wine::runner_value(&exe)?;
 
-    let mut targets: Vec<Option<&str>> = vec![None];
-    if Path::new(WINDOWS_STD_DIR).is_dir() {
-        targets.push(Some("x86_64-pc-windows-gnu"));
-    } else {
+    // A cargo driving rustc/rustdoc 1.63 through this binary.
+    let cargo = |args: &[&str]| {
+        let mut cmd = util::rustup_cargo_cmd();
+        cmd.args(args)
+            .env("RUSTC", MSRV_RUSTC)
+            .env("RUSTC_WRAPPER", &exe)
+            .env("RUSTDOC", &rustdoc_shim)
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("RUSTDOCFLAGS")
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", WINDOWS_LINKER)
+            .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER", &runner)
+            .env(WRAPPER_ENV, "1")
+            .env(KNOWN_LINTS_ENV, &known);
+        cmd
+    };
+
+    for target in [None, Some(WINDOWS_TARGET)] {
+        let mut args = vec![
+            "build",
+            "-p",
+            "san-spi-core",
+            "-p",
+            "san-spi-inproc",
+            "--lib",
+        ];
+        if let Some(t) = target {
+            args.extend(["--target", t]);
+        }
+        let label = target.unwrap_or("host");
+        util::run(&mut cargo(&args)).map_err(|e| format!("MSRV build ({label}) failed: {e}"))?;
+        println!("msrv: san-spi-core and san-spi-inproc build with rustc {MSRV} for {label}");
+    }
+
+    let t = Instant::now();
+    if wine::ensure_prefix()? {
         println!(
-            "msrv: NOTE: {WINDOWS_STD_DIR} missing (Debian package libstd-rust-dev-windows): \
-             skipping the x86_64-pc-windows-gnu build"
+            "msrv: created the Wine prefix {} in {}",
+            util::rel(&wine::prefix_dir()),
+            util::fmt_duration(t.elapsed())
         );
     }
-    for target in targets {
-        let mut cmd = util::rustup_cargo_cmd();
-        cmd.args(["build", "-p", "san-spi-core", "--lib"]);
-        if let Some(t) = target {
-            cmd.args(["--target", t]);
-        }
-        cmd.env("RUSTC", MSRV_RUSTC)
-            .env("RUSTC_WRAPPER", &exe)
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env(
-                "CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER",
-                "x86_64-w64-mingw32-gcc",
-            )
-            .env(WRAPPER_ENV, "1")
-            .env(KNOWN_LINTS_ENV, known.join(","));
-        let label = target.unwrap_or("host");
-        util::run(&mut cmd).map_err(|e| format!("MSRV build ({label}) failed: {e}"))?;
-        println!("msrv: san-spi-core builds with rustc {MSRV} for {label}");
+    let t = Instant::now();
+    let (ok, out, err) = util::run_tee(&mut cargo(&[
+        "test",
+        "-p",
+        "san-spi-inproc",
+        "--target",
+        WINDOWS_TARGET,
+        "--no-fail-fast",
+    ]))?;
+    let counts = count_tests(&out);
+    let line = format!(
+        "msrv: {} tests passed under Wine ({} failed, {} ignored, {} test runs: unit, \
+         integration and doc tests of san-spi-inproc, rustc {MSRV}, {WINDOWS_TARGET}) in {}",
+        counts.passed,
+        counts.failed,
+        counts.ignored,
+        counts.suites,
+        util::fmt_duration(t.elapsed())
+    );
+    println!("{line}");
+    if !ok || counts.failed > 0 {
+        return Err(format!(
+            "san-spi-inproc tests under Wine failed ({} failed; see `failures:` above)",
+            counts.failed
+        ));
     }
-    Ok(())
+    if counts.passed == 0 {
+        return Err("no san-spi-inproc test ran under Wine (no `test result:` line)".into());
+    }
+    if !err.contains("Doc-tests san_spi_inproc") {
+        return Err("the doctests of san-spi-inproc did not run under Wine".into());
+    }
+    Ok(vec![line])
+}
+
+/// Checks that `tool --version` is `<name> 1.63.x`; returns that line.
+fn check_tool(tool: &str) -> Result<String, String> {
+    if !Path::new(tool).is_file() {
+        return Err(format!(
+            "{tool} not found: install Debian's `rustc` package (cargo xtask install, as root)"
+        ));
+    }
+    let version = util::output(Command::new(tool).arg("--version"))
+        .ok_or_else(|| format!("`{tool} --version` failed"))?;
+    let version = version.trim().to_owned();
+    let name = Path::new(tool)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(tool);
+    if !version.starts_with(&format!("{name} {MSRV}.")) {
+        return Err(format!("{tool} is `{version}`, expected {name} {MSRV}.x"));
+    }
+    Ok(version)
+}
+
+/// (Re)creates `dir/rustdoc` as a link to this binary (a copy where linking fails).
+fn link_rustdoc_shim(exe: &Path, dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let shim = dir.join(RUSTDOC_SHIM);
+    match std::fs::remove_file(&shim) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing {}: {e}", shim.display())),
+    }
+    if std::fs::hard_link(exe, &shim).is_err() {
+        std::fs::copy(exe, &shim)
+            .map_err(|e| format!("copying {} to {}: {e}", exe.display(), shim.display()))?;
+    }
+    Ok(shim)
 }
 
 /// Lint and lint-group names (underscored) from `rustc -W help` output.
@@ -115,17 +231,40 @@ fn parse_lint_help(text: &str) -> Vec<String> {
     names
 }
 
-/// Wrapper mode: `argv[1]` is the real rustc, the rest its arguments.
+/// Helper mode ([`WRAPPER_ENV`] set): the Wine runner when the first argument is
+/// [`wine::RUNNER_ARG`], the rustdoc shim when called as [`RUSTDOC_SHIM`], else the rustc
+/// wrapper (`argv[1]` is the real rustc, the rest its arguments).
 pub fn wrapper_main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
-    let Some(rustc) = args.next() else {
-        eprintln!("xtask rustc wrapper: no rustc given");
-        return ExitCode::from(2);
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().map(PathBuf::from);
+    let args: Vec<OsString> = argv.collect();
+    if args.first().is_some_and(|a| a == wine::RUNNER_ARG) {
+        return wine::runner_main(&args[1..]);
+    }
+    let as_rustdoc = argv0
+        .as_deref()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == RUSTDOC_SHIM);
+    let who = if as_rustdoc {
+        "xtask rustdoc shim"
+    } else {
+        "xtask rustc wrapper"
     };
-    let args: Vec<String> = match args.map(|a| a.into_string()).collect() {
+    let (tool, args) = if as_rustdoc {
+        (OsString::from(MSRV_RUSTDOC), args)
+    } else {
+        match args.split_first() {
+            Some((rustc, rest)) => (rustc.clone(), rest.to_vec()),
+            None => {
+                eprintln!("xtask rustc wrapper: no rustc given");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let args: Vec<String> = match args.into_iter().map(|a| a.into_string()).collect() {
         Ok(a) => a,
         Err(bad) => {
-            eprintln!("xtask rustc wrapper: non-UTF-8 argument {bad:?}");
+            eprintln!("{who}: non-UTF-8 argument {bad:?}");
             return ExitCode::from(2);
         }
     };
@@ -133,8 +272,13 @@ pub fn wrapper_main() -> ExitCode {
         .ok()
         .map(|s| s.split(',').map(str::to_owned).collect());
     let filtered = filter_args(&args, known.as_ref());
-    let mut cmd = Command::new(rustc);
-    cmd.args(&filtered).env_remove(WRAPPER_ENV);
+    let mut cmd = Command::new(&tool);
+    if as_rustdoc {
+        // rustdoc starts the Wine runner for each doctest: it keeps WRAPPER_ENV.
+        cmd.args(rustdoc_args(filtered)).env("RUSTC_BOOTSTRAP", "1");
+    } else {
+        cmd.args(&filtered).env_remove(WRAPPER_ENV);
+    }
     match cmd.status() {
         Ok(s) => match s.code() {
             Some(0) => ExitCode::SUCCESS,
@@ -142,10 +286,44 @@ pub fn wrapper_main() -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Err(e) => {
-            eprintln!("xtask rustc wrapper: cannot run rustc: {e}");
+            eprintln!("{who}: cannot run {tool:?}: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// rustdoc 1.63 has today's stable `--test-runtool[-arg]` (how cargo passes the target
+/// runner for doctests) as the unstable `--runtool[-arg]`, and `--test-run-directory` is
+/// unstable there too: rename, and add `-Z unstable-options` when any is present (the
+/// shim runs rustdoc with `RUSTC_BOOTSTRAP=1`).
+fn rustdoc_args(args: Vec<String>) -> Vec<String> {
+    let mut unstable = false;
+    let mut out: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            let renamed = if let Some(rest) = a.strip_prefix("--test-runtool") {
+                (rest.is_empty() || rest.starts_with('=') || rest.starts_with("-arg"))
+                    .then(|| format!("--runtool{rest}"))
+            } else {
+                None
+            };
+            if renamed.is_some()
+                || a == "--test-run-directory"
+                || a.starts_with("--test-run-directory=")
+            {
+                unstable = true;
+            }
+            renamed.unwrap_or(a)
+        })
+        .collect();
+    let already = out
+        .windows(2)
+        .any(|w| w[0] == "-Z" && w[1] == "unstable-options")
+        || out.iter().any(|a| a == "-Zunstable-options");
+    if unstable && !already {
+        out.splice(0..0, ["-Z".to_owned(), "unstable-options".to_owned()]);
+    }
+    out
 }
 
 /// Lint-level flags: short form, long form.
@@ -293,6 +471,38 @@ mod tests {
                 "allow",
             ])
         );
+    }
+
+    #[test]
+    fn rustdoc_runtool_renamed() {
+        let args = s(&[
+            "--test",
+            "src/lib.rs",
+            "--test-run-directory",
+            "/w",
+            "--test-runtool",
+            "/x/xtask",
+            "--test-runtool-arg",
+            "--wine-runner",
+            "--test-runtool-arg=-v",
+        ]);
+        assert_eq!(
+            rustdoc_args(args),
+            s(&[
+                "-Z",
+                "unstable-options",
+                "--test",
+                "src/lib.rs",
+                "--test-run-directory",
+                "/w",
+                "--runtool",
+                "/x/xtask",
+                "--runtool-arg",
+                "--wine-runner",
+                "--runtool-arg=-v",
+            ])
+        );
+        assert_eq!(rustdoc_args(s(&["-vV"])), s(&["-vV"]));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! implements only what it supports: no QoS (→ `WSAENOPROTOOPT`), no vendor codes
 //! (→ `WSAEINVAL`), always up. The data plane (send, receive, RDMA, completion polling)
 //! is [`Memory`] and [`Endpoint`]; [`Transport`] adds connecting and listening, as `async`
-//! methods written with [`async_trait`] (re-exported here, so an implementation needs no
+//! methods written with [`async_trait`](macro@async_trait) (re-exported here, so an implementation needs no
 //! dependency of its own: `#[san_spi_core::transport::async_trait]`). What each method
 //! must guarantee is in the repository's `docs/transport-guide.md`; the conformance suite
 //! of `san-spi-testkit` checks it.

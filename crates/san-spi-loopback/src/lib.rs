@@ -277,7 +277,7 @@ const MAX_HANDSHAKES: usize = 64;
 /// A listening loopback endpoint.
 ///
 /// Each connection's handshake runs on a thread of its own, under one deadline for the whole
-/// handshake ([`HANDSHAKE_TIMEOUT`]), so a connector that stalls delays nobody but itself:
+/// handshake (10 s), so a connector that stalls delays nobody but itself:
 /// `accept` returns the first connection whose handshake succeeds.
 #[derive(Debug)]
 pub struct LoopbackListener {

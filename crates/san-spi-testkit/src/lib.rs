@@ -1,7 +1,7 @@
 //! `san-spi-testkit` — the conformance suite every san-spi transport passes, and the
 //! helpers its tests are written with. A vendor writing a transport starts at the
-//! repository's `docs/transport-guide.md`; this crate is step three of it: implement
-//! [`Harness`] (how to make your transport for a test) and instantiate the suite:
+//! repository's `docs/transport-guide.md`; this crate is its section 4, running the suite:
+//! implement [`Harness`] (how to make your transport for a test) and instantiate it:
 //!
 //! ```
 //! use san_spi_inproc::InprocTransport;
@@ -33,8 +33,8 @@
 //! bounded ([`TIMEOUT`]); completions are checked exactly (token, operation, bytes or
 //! error).
 //!
-//! Sizes, SGE counts and RDMA read follow the transport's
-//! [`Capabilities`](san_spi_core::transport::Capabilities). A part of a behaviour whose
+//! Sizes, SGE counts and RDMA read follow the transport's `Capabilities`
+//! ([`san_spi_core::transport::Capabilities`]). A part of a behaviour whose
 //! capability the transport lacks is **not applicable**: the test says so by name on
 //! standard error (shown even when cargo captures output) and the `not_applicable_summary`
 //! test lists all of them with the reason; [`not_applicable`] returns the same list, so a

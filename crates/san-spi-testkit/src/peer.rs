@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 pub trait Peer: Send {
     /// Registers buffer `id`: `len` bytes of `fill`, with `access`.
     fn register(&mut self, id: u32, len: usize, fill: u8, access: MemAccess);
-    /// Registers buffer `id` under the chosen `key` ([`Memory::register_with_key`]).
+    /// Registers buffer `id` under the chosen `key` ([`Memory::register_with_key`](san_spi_core::transport::Memory::register_with_key)).
     fn register_with_key(
         &mut self,
         id: u32,
@@ -52,7 +52,7 @@ pub trait Peer: Send {
     /// Deregisters registration `id` (its bytes stay readable).
     fn deregister(&mut self, id: u32);
     /// The cache callback over `range` of buffer `id`; returns how many registrations it
-    /// dropped ([`Memory::invalidate`]).
+    /// dropped ([`Memory::invalidate`](san_spi_core::transport::Memory::invalidate)).
     fn invalidate(&mut self, id: u32, range: Range<usize>) -> usize;
     /// Posts a receive into `range` of registration `id`.
     fn post_recv(&mut self, id: u32, range: Range<usize>, token: u64) -> Result<(), PostError>;
