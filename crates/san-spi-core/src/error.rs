@@ -122,9 +122,18 @@ wsa_errors! {
     /// `WSAENOTCONN` — the socket is not connected.
     NotConn = 10057, "WSAENOTCONN",
         "the socket is not connected";
+    /// `WSAETIMEDOUT` — the connection attempt (or the connection) timed out. From
+    /// `WSPConnect` it tells the switch that the SAN path failed where TCP may still work:
+    /// the switch falls back to TCP (R-SPI-5).
+    TimedOut = 10060, "WSAETIMEDOUT",
+        "the connection attempt timed out; the host may be reachable over another path";
     /// `WSAECONNREFUSED` — nobody listens at the address.
     ConnRefused = 10061, "WSAECONNREFUSED",
         "nobody listens at that address; start the listener first";
+    /// `WSAEHOSTUNREACH` — no route to the host. From `WSPConnect` only when TCP is certain
+    /// to fail too: the switch does not fall back (R-SPI-5).
+    HostUnreach = 10065, "WSAEHOSTUNREACH",
+        "no route to the host, by any path";
     /// `WSAEDISCON` — the peer closed the connection gracefully: everything it sent has been
     /// received (a stream socket's receive then reports zero bytes).
     Discon = 10101, "WSAEDISCON",
