@@ -26,8 +26,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Keys are 48 random bits and a generation: already uniformly spread, so the table hashes
-/// them by identity instead of running SipHash on every lookup of the data path. Lookups
-/// with keys a peer chose cannot degrade it: only keys we generated are ever inserted.
+/// them by identity instead of running SipHash on every lookup of the data path. Only this
+/// process inserts keys — random ones, or keys its own application chose through
+/// `register_with_key` — so a peer, which can only look keys up, cannot shape the table;
+/// keys an application chooses are its own business (a poor choice slows only itself).
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -292,6 +294,18 @@ impl Registry {
 }
 
 impl<'a> Guard<'a> {
+    /// Whether `sge` lies inside a live registration of ours with `need`: the one check
+    /// every local SGE goes through, at post time and again before each copy.
+    pub fn holds(&self, sge: &Sge, need: MemAccess) -> bool {
+        self.check_local(sge.handle.raw(), sge.addr, sge.len as u64, need)
+            .is_some()
+    }
+
+    /// [`holds`](Guard::holds) for every SGE of `sges`.
+    pub fn holds_all(&self, sges: &[Sge], need: MemAccess) -> bool {
+        sges.iter().all(|s| self.holds(s, need))
+    }
+
     /// `len` bytes at process address `addr` inside registration `key` with `need`:
     /// returns `addr` back when valid.
     pub fn check_local(&self, key: u64, addr: u64, len: u64, need: MemAccess) -> Option<u64> {

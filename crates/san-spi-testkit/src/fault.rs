@@ -124,7 +124,7 @@ impl<E: Endpoint> Endpoint for FaultyEndpoint<E> {
         self.inner.rdma_read(sges, target, token)
     }
 
-    /// Takes what the transport finished, holds each for 0–3 polls, and releases a random
+    /// Takes what the transport finished, holds each for 0–2 further polls, and releases a random
     /// number of the ready ones from the front.
     fn poll(&self, out: &mut [Completion]) -> usize {
         let mut buf = [Completion::default(); 16];

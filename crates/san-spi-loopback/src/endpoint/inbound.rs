@@ -440,10 +440,7 @@ impl Shared {
                         return Err(Corrupt("read data out of sequence"));
                     }
                     let g = self.registry.lock();
-                    let valid = sges.iter().all(|s| {
-                        g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::WRITE)
-                            .is_some()
-                    });
+                    let valid = g.holds_all(sges, MemAccess::WRITE);
                     if valid {
                         let mut from = 0usize;
                         for (addr, len) in pieces(sges, *received, n) {
@@ -509,10 +506,7 @@ impl Shared {
                 return Err(WsaError::Fault);
             }
             let g = self.registry.lock();
-            let valid = sges.iter().all(|s| {
-                g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
-                    .is_some()
-            });
+            let valid = g.holds_all(sges, need);
             if !valid {
                 return Err(WsaError::Fault);
             }

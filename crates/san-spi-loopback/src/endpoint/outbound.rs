@@ -22,10 +22,7 @@ impl Shared {
     /// Checks every SGE against the registry with `need`.
     pub(super) fn check_sges(&self, sges: &[Sge], need: MemAccess) -> Result<u64, PostError> {
         let g = self.registry.lock();
-        check_sge_list(sges, self.limits.max_sge, |s| {
-            g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
-                .is_some()
-        })
+        check_sge_list(sges, self.limits.max_sge, |s| g.holds(s, need))
     }
 
     pub(super) fn signal_peer_if_sleeping(&self, out: &Outbound) {
@@ -181,10 +178,7 @@ impl Shared {
                 }
                 let g = registry.lock();
                 let parts = pieces(sges, job.sent, n);
-                let valid = sges.iter().all(|s| {
-                    g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
-                        .is_some()
-                });
+                let valid = g.holds_all(sges, MemAccess::READ);
                 let header = Header {
                     kind: SEND,
                     flags: if valid {
@@ -226,10 +220,7 @@ impl Shared {
                     flags |= LAST;
                 }
                 let g = registry.lock();
-                let valid = sges.iter().all(|s| {
-                    g.check_local(s.handle.raw(), s.addr, s.len as u64, MemAccess::READ)
-                        .is_some()
-                });
+                let valid = g.holds_all(sges, MemAccess::READ);
                 if !valid {
                     // Tell the target to discard the rest; the op completes with an error.
                     let h = Header {
@@ -357,10 +348,7 @@ impl Shared {
                     MemAccess::WRITE
                 };
                 let g = registry.lock();
-                let valid = sges.iter().all(|s| {
-                    g.check_local(s.handle.raw(), s.addr, s.len as u64, need)
-                        .is_some()
-                });
+                let valid = g.holds_all(sges, need);
                 drop(g);
                 if !valid {
                     // `finish_job` completes it with an error (sent < total).
