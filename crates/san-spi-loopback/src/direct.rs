@@ -80,8 +80,13 @@ impl Peer {
     }
 }
 
-/// The pieces covering bytes `from..from + len` of `pieces`.
-fn window(pieces: &[(u64, u64)], from: u64, len: u64) -> ([(u64, usize); MAX_PIECES], usize) {
+/// The pieces covering bytes `from..from + len` of `pieces` (at most `MAX_PIECES`: the
+/// caller checked the count).
+pub(crate) fn window(
+    pieces: &[(u64, u64)],
+    from: u64,
+    len: u64,
+) -> ([(u64, usize); MAX_PIECES], usize) {
     let mut out = [(0u64, 0usize); MAX_PIECES];
     let mut n = 0;
     let mut skip = from;
@@ -95,7 +100,12 @@ fn window(pieces: &[(u64, u64)], from: u64, len: u64) -> ([(u64, usize); MAX_PIE
             continue;
         }
         let take = (plen - skip).min(left);
-        out[n] = (addr + skip, take as usize);
+        // The peer's numbers: an address that wraps names nothing; the window ends there
+        // (the copy then comes up short, which is an error status).
+        let Some(at) = addr.checked_add(skip) else {
+            break;
+        };
+        out[n] = (at, take as usize);
         n += 1;
         left -= take;
         skip = 0;

@@ -66,6 +66,9 @@
 
 mod direct;
 mod endpoint;
+#[cfg(feature = "fuzz")]
+pub mod fuzzing;
+mod handshake;
 mod registry;
 mod ring;
 mod sys;
@@ -87,15 +90,7 @@ use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-const HELLO_MAGIC: u32 = 0x5341_4E4C; // "LNAS"
-const HELLO_VERSION: u32 = 4;
-const HELLO_LEN: usize = 48;
-const REPLY_LEN: usize = 40;
-const FINAL_LEN: usize = 8;
-/// Handshake flag: this side wants single-copy RDMA.
-const WANTS_DIRECT: u32 = 1;
-/// Handshake flag: this side reached the other's memory and serves its single-copy requests.
-const SERVES_DIRECT: u32 = 2;
+use handshake::{field::HELLO_LEN, Final, Hello, Reply, SERVES_DIRECT, WANTS_DIRECT};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest abstract socket name: `sun_path` (108 bytes) less the leading NUL.
@@ -379,59 +374,12 @@ impl san_spi_core::transport::Listener for LoopbackListener {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
-}
-
 /// 16 random bytes in memory of their own, for the other side to read back.
 fn new_probe() -> Box<[u8; 16]> {
     let mut p = Box::new([0u8; 16]);
     p[..8].copy_from_slice(&sys::random_u64().to_le_bytes());
     p[8..].copy_from_slice(&sys::random_u64().to_le_bytes());
     p
-}
-
-fn probe_bytes(b: &[u8], at: usize) -> [u8; 16] {
-    let mut p = [0u8; 16];
-    p.copy_from_slice(&b[at..at + 16]);
-    p
-}
-
-/// The connector's hello.
-fn encode_hello(capacity: usize, flags: u32, probe: &[u8; 16]) -> [u8; HELLO_LEN] {
-    let mut hello = [0u8; HELLO_LEN];
-    hello[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
-    hello[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
-    hello[8..16].copy_from_slice(&(capacity as u64).to_le_bytes());
-    hello[16..20].copy_from_slice(&flags.to_le_bytes());
-    hello[24..32].copy_from_slice(&(probe.as_ptr() as u64).to_le_bytes());
-    hello[32..48].copy_from_slice(probe);
-    hello
-}
-
-/// The acceptor's reply.
-fn encode_reply(flags: u32, probe: &[u8; 16]) -> [u8; REPLY_LEN] {
-    let mut reply = [0u8; REPLY_LEN];
-    reply[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
-    reply[4..8].copy_from_slice(&HELLO_VERSION.to_le_bytes());
-    reply[8..12].copy_from_slice(&flags.to_le_bytes());
-    reply[16..24].copy_from_slice(&(probe.as_ptr() as u64).to_le_bytes());
-    reply[24..40].copy_from_slice(probe);
-    reply
-}
-
-/// The connector's last word.
-fn encode_final(flags: u32) -> [u8; FINAL_LEN] {
-    let mut f = [0u8; FINAL_LEN];
-    f[0..4].copy_from_slice(&HELLO_MAGIC.to_le_bytes());
-    f[4..8].copy_from_slice(&flags.to_le_bytes());
-    f
 }
 
 /// Whether this side serves the other's single-copy requests: both want it, and the
@@ -458,22 +406,15 @@ fn connect_handshake(
     use std::io::{Read, Write};
     let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
     socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let mut reply = [0u8; REPLY_LEN];
-    (&mut &*socket).read_exact(&mut reply)?;
-    if u32_at(&reply, 0) != HELLO_MAGIC || u32_at(&reply, 4) != HELLO_VERSION {
-        return Err(bad());
-    }
-    let flags = u32_at(&reply, 8);
+    let mut bytes = [0u8; handshake::field::REPLY_LEN];
+    (&mut &*socket).read_exact(&mut bytes)?;
+    let reply = Reply::parse(&bytes).map_err(|_| bad())?;
+    let flags = reply.flags;
     let both_want = wants && flags & WANTS_DIRECT != 0;
-    let peer = probe_peer(
-        socket,
-        both_want,
-        u64_at(&reply, 16),
-        &probe_bytes(&reply, 24),
-    );
+    let peer = probe_peer(socket, both_want, reply.probe_addr, &reply.probe);
     let mine =
         if wants { WANTS_DIRECT } else { 0 } | if peer.is_some() { SERVES_DIRECT } else { 0 };
-    (&mut &*socket).write_all(&encode_final(mine))?;
+    (&mut &*socket).write_all(&Final { flags: mine }.encode())?;
     socket.set_read_timeout(None)?;
     // The acceptor has read our probe bytes (or given up) before replying.
     std::hint::black_box(probe);
@@ -513,45 +454,35 @@ fn accept_handshake(
     let mut hello = [0u8; HELLO_LEN];
     let (n, mut fds) =
         sys::recv_fds(socket.as_raw_fd(), &mut hello, 1).map_err(|_| WsaError::ConnReset)?;
-    if n != HELLO_LEN || fds.len() != 1 {
+    if fds.len() != 1 {
         return Err(WsaError::ConnReset);
     }
-    let capacity = u64_at(&hello, 8);
-    if u32_at(&hello, 0) != HELLO_MAGIC
-        || u32_at(&hello, 4) != HELLO_VERSION
-        || !capacity.is_power_of_two()
-        || !(64 << 10..=1 << 30).contains(&capacity)
-    {
-        return Err(WsaError::ConnReset);
-    }
-    let capacity = capacity as usize;
+    let hello = Hello::parse(&hello[..n]).map_err(|_| WsaError::ConnReset)?;
+    let capacity = hello.capacity as usize;
     let fd = fds.pop().expect("1 fd");
     let len = sys::file_len(&fd).map_err(|_| WsaError::ConnReset)?;
     if !sys::is_size_sealed(&fd) || len < 2 * ring::ring_bytes(capacity) {
         return Err(WsaError::ConnReset);
     }
-    let flags = u32_at(&hello, 16);
-    let both_want = wants && flags & WANTS_DIRECT != 0;
-    let peer = probe_peer(
-        socket,
-        both_want,
-        u64_at(&hello, 24),
-        &probe_bytes(&hello, 32),
-    );
+    let both_want = wants && hello.flags & WANTS_DIRECT != 0;
+    let peer = probe_peer(socket, both_want, hello.probe_addr, &hello.probe);
     let probe = new_probe();
     let mine =
         if wants { WANTS_DIRECT } else { 0 } | if peer.is_some() { SERVES_DIRECT } else { 0 };
     let mut s = socket;
-    s.write_all(&encode_reply(mine, &probe))
+    let reply = Reply {
+        flags: mine,
+        probe_addr: probe.as_ptr() as u64,
+        probe: *probe,
+    };
+    s.write_all(&reply.encode())
         .map_err(|_| WsaError::ConnReset)?;
-    let mut last = [0u8; FINAL_LEN];
+    let mut last = [0u8; handshake::field::FINAL_LEN];
     until_deadline()?;
     s.read_exact(&mut last).map_err(|_| WsaError::ConnReset)?;
     // The connector has read our probe bytes (or given up) before its last word.
     std::hint::black_box(&probe);
-    if u32_at(&last, 0) != HELLO_MAGIC {
-        return Err(WsaError::ConnReset);
-    }
+    let last = Final::parse(&last).map_err(|_| WsaError::ConnReset)?;
     socket
         .set_read_timeout(None)
         .map_err(|_| WsaError::ConnReset)?;
@@ -559,7 +490,7 @@ fn accept_handshake(
         fd,
         capacity,
         directions: Directions {
-            out: both_want && u32_at(&last, 4) & SERVES_DIRECT != 0,
+            out: both_want && last.flags & SERVES_DIRECT != 0,
             peer,
         },
     })
@@ -619,7 +550,13 @@ impl Transport for LoopbackTransport {
         }
         let wants = self.wants_direct();
         let probe = new_probe();
-        let hello = encode_hello(capacity, if wants { WANTS_DIRECT } else { 0 }, &probe);
+        let hello = Hello {
+            capacity: capacity as u64,
+            flags: if wants { WANTS_DIRECT } else { 0 },
+            probe_addr: probe.as_ptr() as u64,
+            probe: *probe,
+        }
+        .encode();
         sys::send_fds(socket.as_raw_fd(), &hello, &[fd.as_raw_fd()])
             .map_err(|_| WsaError::ConnReset)?;
         let directions =
@@ -756,20 +693,28 @@ pub mod fault {
         } else {
             WANTS_DIRECT
         };
-        let mut hello = encode_hello(capacity, flags, &bytes);
-        if let RawProbe::Bogus(addr) = probe {
-            hello[24..32].copy_from_slice(&addr.to_le_bytes());
+        let probe_addr = match probe {
+            RawProbe::Bogus(addr) => addr,
+            _ => bytes.as_ptr() as u64,
+        };
+        let hello = Hello {
+            capacity: capacity as u64,
+            flags,
+            probe_addr,
+            probe: *bytes,
         }
+        .encode();
         sys::send_fds(socket.as_raw_fd(), &hello, &[fd.as_raw_fd()])?;
-        let mut reply = [0u8; REPLY_LEN];
+        let mut reply = [0u8; handshake::field::REPLY_LEN];
         (&socket).read_exact(&mut reply)?;
+        let reply = Reply::parse(&reply).map_err(|_| std::io::ErrorKind::InvalidData)?;
         std::hint::black_box(&bytes);
         let last = if probe == RawProbe::Honest {
             flags | SERVES_DIRECT
         } else {
             flags
         };
-        (&socket).write_all(&encode_final(last))?;
+        (&socket).write_all(&Final { flags: last }.encode())?;
         let producer = ring::Producer::new(map.clone(), 0, capacity)
             .ok_or(std::io::ErrorKind::InvalidInput)?;
         Ok(RawPeer {
@@ -777,7 +722,7 @@ pub mod fault {
             map,
             socket,
             capacity,
-            victim_serves: u32_at(&reply, 8) & SERVES_DIRECT != 0,
+            victim_serves: reply.flags & SERVES_DIRECT != 0,
         })
     }
 

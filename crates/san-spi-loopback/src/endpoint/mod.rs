@@ -590,6 +590,19 @@ impl LoopbackEndpoint {
         }
     }
 
+    /// An endpoint without a progress thread: the fuzz entry drives it through `poll`
+    /// alone (the application's inline progress), on this thread.
+    #[cfg(feature = "fuzz")]
+    pub(crate) fn unstarted(shared: Shared) -> LoopbackEndpoint {
+        let shared = Arc::new(shared);
+        let weak: std::sync::Weak<dyn Quiesce> = Arc::downgrade(&shared) as _;
+        shared.registry.add_user(weak);
+        LoopbackEndpoint {
+            shared,
+            progress: Ranked::new(rank::PROGRESS, "progress", None),
+        }
+    }
+
     /// How many records from the peer this endpoint has consumed (handled, whatever the
     /// handler made of them): what a hostile-peer test counts to prove its records reached
     /// the handlers.
