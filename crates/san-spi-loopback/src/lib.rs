@@ -770,7 +770,7 @@ pub mod fault {
                 a,
                 b,
             };
-            matches!(p.push(h, &[payload]), Ok(Ok(())))
+            p.push(h, &[payload]) == ring::Push::Done
         }
 
         /// Consumes what the victim sent since the last call and counts its ACKs:

@@ -130,9 +130,16 @@ pub fn record_len(len: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corrupt(pub &'static str);
 
-/// The ring has no room for the record now.
+/// What putting a record into the ring came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub enum Push {
+    /// The record is in the ring.
+    Done,
+    /// No room now: try again once the consumer has made some.
+    Full,
+    /// The peer broke the ring protocol (its head is impossible): the connection fails.
+    Corrupt(Corrupt),
+}
 
 /// Bytes of shared memory a ring of `capacity` data bytes takes.
 pub fn ring_bytes(capacity: usize) -> usize {
@@ -315,8 +322,8 @@ impl Producer {
     }
 
     /// Appends one record whose payload is the concatenation of `parts`, or reports
-    /// [`Full`]. `Corrupt` if the peer's head is impossible.
-    pub fn push(&mut self, header: Header, parts: &[&[u8]]) -> Result<Result<(), Full>, Corrupt> {
+    /// [`Push::Full`]; [`Push::Corrupt`] if the peer's head is impossible.
+    pub fn push(&mut self, header: Header, parts: &[&[u8]]) -> Push {
         let raw: smallvec::SmallVec<[(*const u8, usize); 8]> =
             parts.iter().map(|p| (p.as_ptr(), p.len())).collect();
         // SAFETY: every part is a live slice borrowed for the duration of the call.
@@ -328,11 +335,7 @@ impl Producer {
     /// # Safety
     ///
     /// Each part must be readable for its length for the duration of the call.
-    pub unsafe fn push_raw(
-        &mut self,
-        header: Header,
-        parts: &[(*const u8, usize)],
-    ) -> Result<Result<(), Full>, Corrupt> {
+    pub unsafe fn push_raw(&mut self, header: Header, parts: &[(*const u8, usize)]) -> Push {
         let len = parts.iter().map(|p| p.1).sum();
         // SAFETY: the caller's promise, passed on; `len` is the parts' total.
         unsafe { self.push_parts(header, len, parts.iter().copied()) }
@@ -355,9 +358,9 @@ impl Producer {
         mut header: Header,
         len: usize,
         parts: impl IntoIterator<Item = (*const u8, usize)>,
-    ) -> Result<Result<(), Full>, Corrupt> {
+    ) -> Push {
         if self.off_grid {
-            return Err(Corrupt("the ring's tail started off the record grid"));
+            return Push::Corrupt(Corrupt("the ring's tail started off the record grid"));
         }
         assert!(
             len <= self.max_payload(),
@@ -375,11 +378,11 @@ impl Producer {
             let head = self.ring.atomic_u64(HEAD).load(Ordering::Acquire);
             let used = self.tail.wrapping_sub(head);
             if used > cap || head.wrapping_sub(self.cached_head) > cap {
-                return Err(Corrupt("head is ahead of tail or more than a ring behind"));
+                return Push::Corrupt(Corrupt("head is ahead of tail or more than a ring behind"));
             }
             self.cached_head = head;
             if used + need > cap {
-                return Ok(Err(Full));
+                return Push::Full;
             }
         }
         if pad > 0 {
@@ -421,7 +424,7 @@ impl Producer {
         self.ring
             .atomic_u64(TAIL)
             .store(self.tail, Ordering::Release);
-        Ok(Ok(()))
+        Push::Done
     }
 
     /// Whether the consumer announced it is parking (then the producer sends it a wake-up
@@ -595,19 +598,16 @@ mod tests {
         for i in 0..500u64 {
             let payload = vec![i as u8; (i as usize * 7) % 190];
             loop {
-                match p
-                    .push(
-                        Header {
-                            kind: 1,
-                            token: i,
-                            ..Header::default()
-                        },
-                        &[&payload],
-                    )
-                    .unwrap()
-                {
-                    Ok(()) => break,
-                    Err(Full) => {
+                match p.push(
+                    Header {
+                        kind: 1,
+                        token: i,
+                        ..Header::default()
+                    },
+                    &[&payload],
+                ) {
+                    Push::Done => break,
+                    Push::Full => {
                         let h = c.peek().unwrap().unwrap();
                         let mut got = vec![0u8; h.len as usize];
                         c.payload(&h, 0, &mut got);
@@ -616,6 +616,7 @@ mod tests {
                         c.consume(&h);
                         next_expected += 1;
                     }
+                    Push::Corrupt(e) => panic!("an honest consumer corrupted the ring: {e:?}"),
                 }
             }
         }
@@ -637,7 +638,7 @@ mod tests {
         r.atomic_u64(TAIL).store(1017, Ordering::Release);
         r.atomic_u64(HEAD).store(5, Ordering::Release);
         let mut p = Producer::new(map.clone(), 0, 1024).unwrap();
-        assert!(p.push(Header::default(), &[]).is_err());
+        assert!(matches!(p.push(Header::default(), &[]), Push::Corrupt(_)));
         let mut c = Consumer::new(map, 0, 1024).unwrap();
         assert!(c.peek().is_err());
     }
@@ -651,9 +652,7 @@ mod tests {
                 ..Header::default()
             },
             &[b"abc"],
-        )
-        .unwrap()
-        .unwrap();
+        );
         let (map, base, _) = c.raw_parts();
         let r = Ring::new(map.clone(), base, 1024).unwrap();
         // A sealed record with an impossible length is corruption.
@@ -685,11 +684,11 @@ mod tests {
         let mut pushed = 0;
         let outcome = loop {
             match p.push(Header::default(), &[&[0u8; 150]]) {
-                Ok(Ok(())) => pushed += 1,
+                Push::Done => pushed += 1,
                 other => break other,
             }
             assert!(pushed < 100, "the corrupt head was never noticed");
         };
-        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(matches!(outcome, Push::Corrupt(_)), "{outcome:?}");
     }
 }

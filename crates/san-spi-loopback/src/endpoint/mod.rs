@@ -65,7 +65,7 @@
 
 use crate::direct::{self, Direction, Peer, MAX_PIECES};
 use crate::registry::{self, descriptor_key, Quiesce, Registry};
-use crate::ring::{Consumer, Corrupt, Full, Header, Producer, Watch};
+use crate::ring::{Consumer, Corrupt, Header, Producer, Watch};
 use crate::sys;
 use san_spi_core::transport::{Completion, Endpoint, MemAccess, Op, PostError, RemoteTarget, Sge};
 use san_spi_core::WsaError;

@@ -4,6 +4,17 @@
 //! contiguous. The peer is woken only when it announced it parks.
 
 use super::*;
+use crate::ring::Push;
+
+/// What pumping one record of a job came to.
+pub(super) enum Pumped {
+    /// A record went into the ring; `job_done` when it was the job's last.
+    Record { job_done: bool },
+    /// No room: the job waits for the consumer.
+    Full,
+    /// The peer broke the ring: the connection fails.
+    Corrupt,
+}
 
 impl Shared {
     /// Whether an RDMA operation over `sges` goes single copy: on a single-copy
@@ -70,13 +81,13 @@ impl Shared {
         // which stays locked for the copy (a deregistration quiesces that lock before it
         // returns).
         match unsafe { out.producer.push_parts(header, total as usize, parts) } {
-            Ok(Ok(())) => {
+            Push::Done => {
                 // Completed under `out`, so send completions keep the order of the wire.
                 self.complete(token, Op::Send, Ok(total as u32));
                 self.signal_peer_if_sleeping(out);
                 Some(Ok(()))
             }
-            Ok(Err(Full)) | Err(_) => None,
+            Push::Full | Push::Corrupt(_) => None,
         }
     }
 
@@ -115,15 +126,15 @@ impl Shared {
         while let Some(job) = out.jobs.front_mut() {
             let r = Self::pump_one(&self.registry, &mut out.producer, job, max);
             match r {
-                Ok(Ok(done)) => {
+                Pumped::Record { job_done } => {
                     pushed = true;
-                    if done {
+                    if job_done {
                         let job = out.jobs.pop_front().expect("front exists");
                         self.finish_job(out, job);
                     }
                 }
-                Ok(Err(Full)) => break,
-                Err(_) => {
+                Pumped::Full => break,
+                Pumped::Corrupt => {
                     // `out` is held: the progress thread fails the connection.
                     self.needs_fail.store(true, Ordering::Release);
                     sys::eventfd_signal(self.my_efd.as_raw_fd());
@@ -162,13 +173,13 @@ impl Shared {
         }
     }
 
-    /// One record of `job`. `Ok(Ok(true))` when the job is complete.
+    /// One record of `job`; [`Pumped::Record`] says whether the job is complete.
     pub(super) fn pump_one(
         registry: &Registry,
         p: &mut Producer,
         job: &mut Job,
         max: u64,
-    ) -> Result<Result<bool, Full>, Corrupt> {
+    ) -> Pumped {
         match &job.kind {
             JobKind::Send { sges, .. } => {
                 let n = (job.total - job.sent).min(max);
@@ -196,13 +207,16 @@ impl Shared {
                 };
                 // SAFETY: every piece lies in a registration checked under `g`, which stays
                 // locked (deregistration waits) for the copy.
-                match unsafe { p.push_raw(header, &raw) }? {
-                    Err(Full) => Ok(Err(Full)),
-                    Ok(()) if valid => {
+                match unsafe { p.push_raw(header, &raw) } {
+                    Push::Full => Pumped::Full,
+                    Push::Corrupt(_) => Pumped::Corrupt,
+                    Push::Done if valid => {
                         job.sent += n;
-                        Ok(Ok(job.sent == job.total))
+                        Pumped::Record {
+                            job_done: job.sent == job.total,
+                        }
                     }
-                    Ok(()) => Ok(Ok(true)),
+                    Push::Done => Pumped::Record { job_done: true },
                 }
             }
             JobKind::Write {
@@ -233,9 +247,10 @@ impl Shared {
                     };
                     let total = job.total.to_le_bytes();
                     let parts: &[&[u8]] = if first { &[&total] } else { &[] };
-                    return match p.push(h, parts)? {
-                        Err(Full) => Ok(Err(Full)),
-                        Ok(()) => Ok(Ok(true)),
+                    return match p.push(h, parts) {
+                        Push::Full => Pumped::Full,
+                        Push::Corrupt(_) => Pumped::Corrupt,
+                        Push::Done => Pumped::Record { job_done: true },
                     };
                 }
                 let total = job.total.to_le_bytes();
@@ -254,11 +269,14 @@ impl Shared {
                 };
                 // SAFETY: `total` is a live local; every other piece lies in a registration
                 // checked under `g`, held for the copy.
-                match unsafe { p.push_raw(h, &raw) }? {
-                    Err(Full) => Ok(Err(Full)),
-                    Ok(()) => {
+                match unsafe { p.push_raw(h, &raw) } {
+                    Push::Full => Pumped::Full,
+                    Push::Corrupt(_) => Pumped::Corrupt,
+                    Push::Done => {
                         job.sent += n;
-                        Ok(Ok(job.sent == job.total))
+                        Pumped::Record {
+                            job_done: job.sent == job.total,
+                        }
                     }
                 }
             }
@@ -275,9 +293,10 @@ impl Shared {
                     b: *offset,
                     ..Header::default()
                 };
-                match p.push(h, &[&len.to_le_bytes()])? {
-                    Err(Full) => Ok(Err(Full)),
-                    Ok(()) => Ok(Ok(true)),
+                match p.push(h, &[&len.to_le_bytes()]) {
+                    Push::Full => Pumped::Full,
+                    Push::Corrupt(_) => Pumped::Corrupt,
+                    Push::Done => Pumped::Record { job_done: true },
                 }
             }
             JobKind::ReadResp {
@@ -324,14 +343,17 @@ impl Shared {
                 };
                 let _ = len;
                 // SAFETY: the source lies in a registration checked under `g`, held.
-                match unsafe { p.push_raw(h, &raw) }? {
-                    Err(Full) => Ok(Err(Full)),
-                    Ok(()) => {
+                match unsafe { p.push_raw(h, &raw) } {
+                    Push::Full => Pumped::Full,
+                    Push::Corrupt(_) => Pumped::Corrupt,
+                    Push::Done => {
                         if status != 0 {
-                            return Ok(Ok(true));
+                            return Pumped::Record { job_done: true };
                         }
                         job.sent += n;
-                        Ok(Ok(job.sent == job.total))
+                        Pumped::Record {
+                            job_done: job.sent == job.total,
+                        }
                     }
                 }
             }
@@ -352,7 +374,7 @@ impl Shared {
                 drop(g);
                 if !valid {
                     // `finish_job` completes it with an error (sent < total).
-                    return Ok(Ok(true));
+                    return Pumped::Record { job_done: true };
                 }
                 let mut payload = [0u8; direct_len(MAX_PIECES)];
                 let total = total_len(sges).unwrap_or(0);
@@ -369,11 +391,12 @@ impl Shared {
                     b: *offset,
                     ..Header::default()
                 };
-                match p.push(h, &[&payload[..direct_len(sges.len())]])? {
-                    Err(Full) => Ok(Err(Full)),
-                    Ok(()) => {
+                match p.push(h, &[&payload[..direct_len(sges.len())]]) {
+                    Push::Full => Pumped::Full,
+                    Push::Corrupt(_) => Pumped::Corrupt,
+                    Push::Done => {
                         job.sent = job.total;
-                        Ok(Ok(true))
+                        Pumped::Record { job_done: true }
                     }
                 }
             }
@@ -385,9 +408,10 @@ impl Shared {
                     b: *bytes,
                     ..Header::default()
                 };
-                match p.push(h, &[])? {
-                    Err(Full) => Ok(Err(Full)),
-                    Ok(()) => Ok(Ok(true)),
+                match p.push(h, &[]) {
+                    Push::Full => Pumped::Full,
+                    Push::Corrupt(_) => Pumped::Corrupt,
+                    Push::Done => Pumped::Record { job_done: true },
                 }
             }
             JobKind::Close => match p.push(
@@ -396,9 +420,10 @@ impl Shared {
                     ..Header::default()
                 },
                 &[],
-            )? {
-                Err(Full) => Ok(Err(Full)),
-                Ok(()) => Ok(Ok(true)),
+            ) {
+                Push::Full => Pumped::Full,
+                Push::Corrupt(_) => Pumped::Corrupt,
+                Push::Done => Pumped::Record { job_done: true },
             },
         }
     }
