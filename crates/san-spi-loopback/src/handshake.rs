@@ -178,6 +178,7 @@ impl Final {
 }
 
 /// Parses `bytes` as each of the three messages (the fuzz entry; never panics).
+#[cfg(any(test, feature = "fuzz"))]
 pub(crate) fn parse_any(bytes: &[u8]) -> [bool; 3] {
     [
         Hello::parse(bytes).is_ok(),
