@@ -7,7 +7,8 @@
 //! 4. `doc` — `cargo doc --no-deps --workspace` with rustdoc warnings denied;
 //! 5. `test` — `cargo test --workspace --no-fail-fast` (unit, integration and doc tests),
 //!    counted into the closing `summary: N passed, M failed` line;
-//! 6. `loom` — the loom models of san-spi-core (`--cfg loom`, release, own target dir);
+//! 6. `loom` — the loom models of san-spi-core and san-spi-loopback (`--cfg loom`, release,
+//!    own target dir);
 //! 7. `deny` — `cargo deny check` ([`crate::deny`]);
 //! 8. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
 //! 9. `msrv` — san-spi-core and san-spi-inproc with rustc 1.63, and san-spi-inproc's tests
@@ -230,27 +231,33 @@ fn test_step(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// The loom model tests: `RUSTFLAGS="--cfg loom" cargo test -p san-spi-core --release --lib loom`,
-/// in `target/loom` so the main build is not invalidated; counted with the other tests.
+/// The loom model tests: `RUSTFLAGS="--cfg loom" cargo test -p <crate> --release --lib loom`
+/// for the core (overlapped completion) and the loopback (the ring's sleep handshake), in
+/// `target/loom` so the main build is not invalidated; counted with the other tests.
 fn loom_step(ctx: &mut Ctx) -> Result<(), String> {
     let target = util::workspace_root().join("target/loom");
-    let (ok, out, _) = util::run_tee(
-        util::cargo_cmd()
-            .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", &target)
-            .args(["test", "-p", "san-spi-core", "--release", "--lib", "loom"]),
-    )?;
-    let counts = count_tests(&out);
-    if !ok || counts.failed > 0 {
-        return Err(format!("loom models failed ({} failed)", counts.failed));
+    for krate in ["san-spi-core", "san-spi-loopback"] {
+        let (ok, out, _) = util::run_tee(
+            util::cargo_cmd()
+                .env("RUSTFLAGS", "--cfg loom")
+                .env("CARGO_TARGET_DIR", &target)
+                .args(["test", "-p", krate, "--release", "--lib", "loom"]),
+        )?;
+        let counts = count_tests(&out);
+        if !ok || counts.failed > 0 {
+            return Err(format!(
+                "{krate}: loom models failed ({} failed)",
+                counts.failed
+            ));
+        }
+        if counts.passed == 0 {
+            return Err(format!("{krate}: no loom model ran"));
+        }
+        let total = ctx.tests.get_or_insert_with(TestCounts::default);
+        total.passed += counts.passed;
+        total.ignored += counts.ignored;
+        total.suites += counts.suites;
     }
-    if counts.passed == 0 {
-        return Err("no loom model ran".into());
-    }
-    let total = ctx.tests.get_or_insert_with(TestCounts::default);
-    total.passed += counts.passed;
-    total.ignored += counts.ignored;
-    total.suites += counts.suites;
     Ok(())
 }
 

@@ -432,8 +432,10 @@ impl Producer {
     /// load, as `prepare_sleep`'s orders its flag store before its seal load (Dekker):
     /// either the consumer sees the new record or we see it parking, never neither.
     pub fn consumer_sleeping(&self) -> bool {
-        std::sync::atomic::fence(Ordering::SeqCst);
-        self.ring.sleeping().load(Ordering::Relaxed) != 0
+        sleep::must_wake(&RingWords {
+            ring: &self.ring,
+            at: self.tail,
+        })
     }
 }
 
@@ -551,13 +553,13 @@ impl Consumer {
     /// With `head_blocked`, the record at the head cannot be handled now (it waits for
     /// something local), so records already in the ring are no reason to stay awake.
     pub fn prepare_sleep(&self, head_blocked: bool) -> bool {
-        self.ring.sleeping().store(1, Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.ring.sealed(self.head) && !head_blocked {
-            self.ring.sleeping().store(0, Ordering::Relaxed);
-            return false;
-        }
-        true
+        sleep::prepare(
+            &RingWords {
+                ring: &self.ring,
+                at: self.head,
+            },
+            head_blocked,
+        )
     }
 
     /// Withdraws a sleep announcement.
@@ -573,6 +575,110 @@ impl Consumer {
     #[cfg(test)]
     pub fn raw_parts(&self) -> (Arc<Mapping>, usize, usize) {
         (self.ring.map.clone(), self.ring.base, self.ring.capacity)
+    }
+}
+
+/// The sleep handshake between a ring's consumer and its producer (Dekker's, with SeqCst
+/// fences), written once over [`sleep::Words`] so that the ring runs it on its shared
+/// words and the loom model (`loom_tests`) on loom's atomics — the same steps either way.
+pub(crate) mod sleep {
+    /// The words the handshake reads and writes.
+    pub(crate) trait Words {
+        /// Stores the consumer's "parking" flag (relaxed).
+        fn set_sleeping(&self, v: u32);
+        /// Loads the flag (relaxed).
+        fn sleeping(&self) -> u32;
+        /// Whether the record the consumer waits for is sealed (acquire).
+        fn sealed(&self) -> bool;
+        /// A SeqCst fence.
+        fn fence(&self);
+    }
+
+    /// The consumer: announces it parks, then looks for a record; `false` (announcement
+    /// withdrawn) when one is there and can be handled.
+    pub(crate) fn prepare(w: &impl Words, head_blocked: bool) -> bool {
+        w.set_sleeping(1);
+        w.fence();
+        if w.sealed() && !head_blocked {
+            w.set_sleeping(0);
+            return false;
+        }
+        true
+    }
+
+    /// The producer, after sealing a record: whether the consumer announced it parks (and
+    /// so must be woken). Either the consumer sees the record or this sees the flag.
+    pub(crate) fn must_wake(w: &impl Words) -> bool {
+        w.fence();
+        w.sleeping() != 0
+    }
+}
+
+/// [`sleep::Words`] of a ring, for the record at position `at`.
+struct RingWords<'a> {
+    ring: &'a Ring,
+    at: u64,
+}
+
+impl sleep::Words for RingWords<'_> {
+    fn set_sleeping(&self, v: u32) {
+        self.ring.sleeping().store(v, Ordering::Relaxed);
+    }
+    fn sleeping(&self) -> u32 {
+        self.ring.sleeping().load(Ordering::Relaxed)
+    }
+    fn sealed(&self) -> bool {
+        self.ring.sealed(self.at)
+    }
+    fn fence(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+}
+
+/// The sleep handshake under loom: `RUSTFLAGS="--cfg loom" cargo test -p san-spi-loopback
+/// --release --lib loom` (run by `cargo xtask ci`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::sleep;
+    use loom::sync::atomic::{fence, AtomicU32, Ordering};
+    use loom::sync::Arc;
+
+    #[derive(Default)]
+    struct Model {
+        sleeping: AtomicU32,
+        seal: AtomicU32,
+    }
+
+    impl sleep::Words for Model {
+        fn set_sleeping(&self, v: u32) {
+            self.sleeping.store(v, Ordering::Relaxed);
+        }
+        fn sleeping(&self) -> u32 {
+            self.sleeping.load(Ordering::Relaxed)
+        }
+        fn sealed(&self) -> bool {
+            self.seal.load(Ordering::Acquire) != 0
+        }
+        fn fence(&self) {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// No lost wake-up: if the consumer parks, the producer that sealed a record meanwhile
+    /// sees the announcement and wakes it — in every interleaving loom explores.
+    #[test]
+    fn loom_a_parked_consumer_is_always_woken() {
+        loom::model(|| {
+            let m = Arc::new(Model::default());
+            let p = m.clone();
+            let producer = loom::thread::spawn(move || {
+                p.seal.store(1, Ordering::Release);
+                sleep::must_wake(&*p)
+            });
+            let parks = sleep::prepare(&*m, false);
+            let woken = producer.join().unwrap();
+            assert!(!parks || woken, "the consumer parked and nobody woke it");
+        });
     }
 }
 
