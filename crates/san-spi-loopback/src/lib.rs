@@ -72,6 +72,7 @@ mod handshake;
 mod registry;
 mod ring;
 mod sys;
+mod wire;
 
 pub use endpoint::{CopyMode, Limits, LoopbackEndpoint, DIRECT_MAX_BYTES};
 pub use registry::DESCRIPTOR_LEN;

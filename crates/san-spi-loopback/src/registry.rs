@@ -15,11 +15,12 @@
 //! read-modify-write on the data path, and no cache line the two sides of a connection
 //! both write.
 //!
-//! Descriptor layout (32 bytes, little-endian): `magic u32 | access u32 | key u64 |
-//! addr u64 | len u64`. Only the key and the generation inside it are trusted when a
-//! descriptor comes back; address and length are informational.
+//! Descriptor layout: `crate::wire::descriptor` (32 bytes, little-endian: `magic u32 |
+//! access u32 | key u64 | addr u64 | len u64`). Only the key and the generation inside it
+//! are trusted when a descriptor comes back; address and length are informational.
 
 use crate::sys;
+use crate::wire::{descriptor as field, get, put};
 use san_spi_core::transport::{MemAccess, MemoryHandle, Sge};
 use san_spi_core::WsaError;
 use std::collections::HashMap;
@@ -54,7 +55,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, Weak};
 
 /// Bytes of an exported descriptor.
-pub const DESCRIPTOR_LEN: usize = 32;
+pub const DESCRIPTOR_LEN: usize = field::BYTES;
 const MAGIC: u32 = 0x5A4E_5344; // "DSNZ"
 
 #[derive(Debug, Clone, Copy)]
@@ -262,11 +263,11 @@ impl Registry {
         let regions = self.regions.read().unwrap_or_else(|e| e.into_inner());
         let r = regions.get(&handle.raw()).ok_or(WsaError::Inval)?;
         let out = out.get_mut(..DESCRIPTOR_LEN).ok_or(WsaError::Fault)?;
-        out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        out[4..8].copy_from_slice(&r.access.bits().to_le_bytes());
-        out[8..16].copy_from_slice(&handle.raw().to_le_bytes());
-        out[16..24].copy_from_slice(&r.addr.to_le_bytes());
-        out[24..32].copy_from_slice(&r.len.to_le_bytes());
+        put(out, field::MAGIC, MAGIC.into());
+        put(out, field::ACCESS, r.access.bits().into());
+        put(out, field::KEY, handle.raw());
+        put(out, field::ADDR, r.addr);
+        put(out, field::LEN, r.len);
         Ok(DESCRIPTOR_LEN)
     }
 
@@ -330,14 +331,10 @@ pub fn descriptor_key(descriptor: &[u8]) -> Option<u64> {
     if descriptor.len() != DESCRIPTOR_LEN {
         return None;
     }
-    let d = descriptor;
-    let magic = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
-    if magic != MAGIC {
+    if get(descriptor, field::MAGIC) != u64::from(MAGIC) {
         return None;
     }
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&d[8..16]);
-    Some(u64::from_le_bytes(k))
+    Some(get(descriptor, field::KEY))
 }
 
 #[cfg(test)]

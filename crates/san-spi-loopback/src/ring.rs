@@ -46,7 +46,7 @@ pub const RECORD_HEADER: usize = 8 + HEADER_BYTES;
 /// Payloads up to this many bytes follow the header in the same cache line.
 const INLINE_PAYLOAD: usize = RECORD_ALIGN - RECORD_HEADER;
 /// The header proper.
-const HEADER_BYTES: usize = 32;
+const HEADER_BYTES: usize = crate::wire::header::BYTES;
 /// Alignment and granularity of records: a cache line, so a record with up to 24 payload
 /// bytes is one line.
 pub const RECORD_ALIGN: usize = 64;
@@ -77,29 +77,26 @@ pub struct Header {
 
 impl Header {
     fn to_bytes(self) -> [u8; HEADER_BYTES] {
+        use crate::wire::{header as f, put};
         let mut b = [0u8; HEADER_BYTES];
-        b[0..2].copy_from_slice(&self.kind.to_le_bytes());
-        b[2..4].copy_from_slice(&self.flags.to_le_bytes());
-        b[4..8].copy_from_slice(&self.len.to_le_bytes());
-        b[8..16].copy_from_slice(&self.token.to_le_bytes());
-        b[16..24].copy_from_slice(&self.a.to_le_bytes());
-        b[24..32].copy_from_slice(&self.b.to_le_bytes());
+        put(&mut b, f::KIND, self.kind.into());
+        put(&mut b, f::FLAGS, self.flags.into());
+        put(&mut b, f::LEN, self.len.into());
+        put(&mut b, f::TOKEN, self.token);
+        put(&mut b, f::A, self.a);
+        put(&mut b, f::B, self.b);
         b
     }
 
     fn from_bytes(b: &[u8; HEADER_BYTES]) -> Header {
-        let u64_at = |i: usize| {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(v)
-        };
+        use crate::wire::{get, header as f};
         Header {
-            kind: u16::from_le_bytes([b[0], b[1]]),
-            flags: u16::from_le_bytes([b[2], b[3]]),
-            len: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-            token: u64_at(8),
-            a: u64_at(16),
-            b: u64_at(24),
+            kind: get(b, f::KIND) as u16,
+            flags: get(b, f::FLAGS) as u16,
+            len: get(b, f::LEN) as u32,
+            token: get(b, f::TOKEN),
+            a: get(b, f::A),
+            b: get(b, f::B),
         }
     }
 }

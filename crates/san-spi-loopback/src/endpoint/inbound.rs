@@ -556,12 +556,10 @@ impl Shared {
             ));
         };
         let len = h.len as usize;
-        if len < direct_len(0)
-            || !(len - direct_len(0)).is_multiple_of(16)
-            || len > direct_len(MAX_PIECES)
-        {
-            return Err(Corrupt("malformed single-copy request"));
-        }
+        let n = match wire::direct::pieces(len) {
+            Some(n) if n <= MAX_PIECES => n,
+            _ => return Err(Corrupt("malformed single-copy request")),
+        };
         {
             let out = lock(&self.out);
             if out.internal >= self.limits.max_inflight {
@@ -569,18 +567,15 @@ impl Shared {
             }
         }
         // Copied once out of shared memory, then parsed.
-        let mut raw = [0u8; direct_len(MAX_PIECES)];
+        let mut raw = [0u8; wire::direct::len(MAX_PIECES)];
         inb.consumer.payload(h, 0, &mut raw[..len]);
-        let word = |at: usize| {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&raw[at..at + 8]);
-            u64::from_le_bytes(v)
-        };
-        let total = word(0);
-        let n = (len - direct_len(0)) / 16;
+        let total = wire::get(&raw, wire::direct::TOTAL);
         let mut pieces = [(0u64, 0u64); MAX_PIECES];
         for (i, p) in pieces.iter_mut().take(n).enumerate() {
-            *p = (word(direct_len(i)), word(direct_len(i) + 8));
+            *p = (
+                wire::get(&raw, wire::direct::addr(i)),
+                wire::get(&raw, wire::direct::piece_len(i)),
+            );
         }
         let direction = if h.kind == SC_WRITE {
             Direction::Pull

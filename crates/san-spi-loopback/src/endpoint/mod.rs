@@ -67,6 +67,7 @@ use crate::direct::{self, Direction, Peer, MAX_PIECES};
 use crate::registry::{self, descriptor_key, Quiesce, Registry};
 use crate::ring::{Consumer, Corrupt, Header, Producer, Watch};
 use crate::sys;
+use crate::wire;
 use san_spi_core::transport::{Completion, Endpoint, MemAccess, Op, PostError, RemoteTarget, Sge};
 use san_spi_core::WsaError;
 use smallvec::SmallVec;
@@ -105,11 +106,6 @@ const READ_DATA: u16 = 5;
 const CLOSE: u16 = 6;
 const SC_WRITE: u16 = 7;
 const SC_READ: u16 = 8;
-
-/// Payload bytes of a single-copy request with `n` pieces.
-const fn direct_len(n: usize) -> usize {
-    8 + 16 * n
-}
 
 /// How RDMA data moves on a connection.
 ///

@@ -376,13 +376,12 @@ impl Shared {
                     // `finish_job` completes it with an error (sent < total).
                     return Pumped::Record { job_done: true };
                 }
-                let mut payload = [0u8; direct_len(MAX_PIECES)];
+                let mut payload = [0u8; wire::direct::len(MAX_PIECES)];
                 let total = total_len(sges).unwrap_or(0);
-                payload[..8].copy_from_slice(&total.to_le_bytes());
+                wire::put(&mut payload, wire::direct::TOTAL, total);
                 for (i, s) in sges.iter().enumerate() {
-                    let at = direct_len(i);
-                    payload[at..at + 8].copy_from_slice(&s.addr.to_le_bytes());
-                    payload[at + 8..at + 16].copy_from_slice(&(s.len as u64).to_le_bytes());
+                    wire::put(&mut payload, wire::direct::addr(i), s.addr);
+                    wire::put(&mut payload, wire::direct::piece_len(i), s.len.into());
                 }
                 let h = Header {
                     kind: *kind,
@@ -391,7 +390,7 @@ impl Shared {
                     b: *offset,
                     ..Header::default()
                 };
-                match p.push(h, &[&payload[..direct_len(sges.len())]]) {
+                match p.push(h, &[&payload[..wire::direct::len(sges.len())]]) {
                     Push::Full => Pumped::Full,
                     Push::Corrupt(_) => Pumped::Corrupt,
                     Push::Done => {
