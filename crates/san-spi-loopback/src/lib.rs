@@ -74,7 +74,7 @@ mod ring;
 mod sys;
 mod wire;
 
-pub use endpoint::{CopyMode, Limits, LoopbackEndpoint, DIRECT_MAX_BYTES};
+pub use endpoint::{CopyMode, Limits, LoopbackEndpoint, DIRECT_MAX_BYTES, SINGLE_COPY_MAX_DEFAULT};
 pub use registry::DESCRIPTOR_LEN;
 
 use endpoint::{Directions, Shared};
@@ -153,6 +153,12 @@ impl LoopbackTransport {
     /// where the kernel allows it and bounce otherwise, or [`CopyMode::Bounce`] always.
     /// Either side choosing bounce makes the whole connection bounce.
     ///
+    /// Without this call a single-copy connection still bounces each transfer larger than
+    /// [`Limits::single_copy_max`] — by default all of them, bouncing being the faster path
+    /// where measured ([`SINGLE_COPY_MAX_DEFAULT`]). Asking for `SingleCopy` explicitly
+    /// also sends every transfer it can single copy (`single_copy_max` =
+    /// [`DIRECT_MAX_BYTES`]); a later [`with_limits`](Self::with_limits) sets it again.
+    ///
     /// ```
     /// use san_spi_loopback::{CopyMode, LoopbackTransport};
     ///
@@ -161,6 +167,9 @@ impl LoopbackTransport {
     /// ```
     pub fn with_copy_mode(mut self, mode: CopyMode) -> LoopbackTransport {
         self.copy_mode = mode;
+        if mode == CopyMode::SingleCopy {
+            self.limits.single_copy_max = DIRECT_MAX_BYTES;
+        }
         self
     }
 

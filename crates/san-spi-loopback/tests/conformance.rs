@@ -137,3 +137,63 @@ fn long_namespaces_meet_only_their_own_listeners() {
     );
     drop((ep, listener));
 }
+
+/// The RDMA path is chosen per transfer: by default every transfer bounces (the faster path
+/// where measured), asking for single copy sends every transfer it can single copy, and
+/// `Limits::single_copy_max` splits by size; the data arrives whichever path it took.
+#[test]
+fn the_rdma_path_is_chosen_per_transfer_by_size() {
+    use san_spi_core::transport::{
+        block_on, Endpoint, Listener, MemAccess, RemoteTarget, Transport,
+    };
+    use san_spi_loopback::Limits;
+    use san_spi_testkit::{wait_one, RegisteredBuf};
+    type Setup = fn(LoopbackTransport) -> LoopbackTransport;
+    let setups: [(&str, Setup, [u64; 2]); 3] = [
+        ("default", |t| t, [0, 0]),
+        ("asked", |t| t.with_copy_mode(CopyMode::SingleCopy), [1, 1]),
+        (
+            "split",
+            |t| {
+                t.with_limits(Limits {
+                    single_copy_max: 64 << 10,
+                    ..Limits::default()
+                })
+            },
+            [1, 0],
+        ),
+    ];
+    for (i, (name, make, expect)) in setups.into_iter().enumerate() {
+        let ns = format!("path-{}-{name}", std::process::id());
+        let (st, ct) = (
+            make(LoopbackTransport::new(ns.clone())),
+            make(LoopbackTransport::new(ns)),
+        );
+        let addr = std::net::SocketAddr::from(([198, 18, 0, 1], 9720 + i as u16));
+        let listener = block_on(st.listen(addr)).unwrap();
+        let server = std::thread::spawn(move || block_on(listener.accept()).unwrap());
+        let c = block_on(ct.connect(addr)).unwrap();
+        let s = server.join().unwrap();
+        assert_eq!(c.copy_mode(), CopyMode::SingleCopy, "{name}: negotiated");
+        let region = RegisteredBuf::new(&st, 1 << 20, 0, MemAccess::WRITE).unwrap();
+        let d = region.descriptor().unwrap();
+        let src = RegisteredBuf::new(&ct, 1 << 20, 0x5A, MemAccess::READ).unwrap();
+        let mut posts = Vec::new();
+        for (k, len) in [4096usize, 1 << 20].into_iter().enumerate() {
+            let target = RemoteTarget {
+                descriptor: &d,
+                offset: 0,
+            };
+            let before = c.single_copy_posts();
+            c.rdma_write(&[src.sge(0..len)], target, k as u64).unwrap();
+            assert_eq!(wait_one(&c).result, Ok(len as u32), "{name}: {len} B");
+            posts.push(c.single_copy_posts() - before);
+            assert!(region.all(0..len, 0x5A), "{name}: {len} B arrived");
+        }
+        assert_eq!(
+            posts, expect,
+            "{name}: single-copy posts for 4 KiB and 1 MiB"
+        );
+        drop((c, s));
+    }
+}

@@ -36,16 +36,23 @@ struct Pair {
 }
 
 impl Pair {
-    /// A pair whose RDMA asks for `copy` (what it gets is settled at connect).
-    fn new(copy: CopyMode) -> Result<Pair, String> {
+    /// A pair whose RDMA asks for `copy` (what it gets is settled at connect); `None`: the
+    /// transport's defaults, which choose the path per transfer.
+    fn new(copy: Option<CopyMode>) -> Result<Pair, String> {
         static N: AtomicU32 = AtomicU32::new(0);
         let ns = format!(
             "san-spi-bench-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let st = LoopbackTransport::new(ns.clone()).with_copy_mode(copy);
-        let ct = LoopbackTransport::new(ns).with_copy_mode(copy);
+        let (mut st, mut ct) = (
+            LoopbackTransport::new(ns.clone()),
+            LoopbackTransport::new(ns),
+        );
+        if let Some(copy) = copy {
+            st = st.with_copy_mode(copy);
+            ct = ct.with_copy_mode(copy);
+        }
         let addr: SocketAddr = "198.18.0.1:7100".parse().expect("literal");
         let listener = block_on(st.listen(addr)).map_err(|e| format!("listen: {e}"))?;
         let server = std::thread::spawn(move || block_on(listener.accept()));
@@ -96,7 +103,7 @@ fn failed(c: &Completion) -> String {
 
 /// One-way latency of `size`-byte messages: round trips of send → receive → send back.
 pub fn latency(size: usize, plan: &Plan) -> Result<RoundTrips, String> {
-    let p = Pair::new(CopyMode::default())?;
+    let p = Pair::new(None)?;
     let r = latency_on(&p, size, plan);
     p.close();
     r
@@ -313,7 +320,7 @@ impl Transfer {
 pub fn rdma_write(
     size: usize,
     plan: &Plan,
-    copy: CopyMode,
+    copy: Option<CopyMode>,
 ) -> Result<(Transfer, CopyMode), String> {
     let p = Pair::new(copy)?;
     let mode = p.client.copy_mode();
@@ -374,7 +381,7 @@ fn rdma_write_on(p: &Pair, size: usize, plan: &Plan) -> Result<Transfer, String>
 /// Sends of `size` bytes into receives the server thread keeps posted, [`depth`] in
 /// flight; timed from the first send to the last receive completion.
 pub fn send_recv(size: usize, plan: &Plan) -> Result<Transfer, String> {
-    let p = Pair::new(CopyMode::default())?;
+    let p = Pair::new(None)?;
     let r = send_recv_on(&p, size, plan);
     p.close();
     r

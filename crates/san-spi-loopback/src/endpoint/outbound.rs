@@ -27,7 +27,8 @@ impl Shared {
     pub(super) fn direct(&self, sges: &[Sge]) -> bool {
         self.direct_out
             && sges.len() <= MAX_PIECES
-            && total_len(sges).is_some_and(|n| n <= DIRECT_MAX_BYTES)
+            && total_len(sges)
+                .is_some_and(|n| n <= DIRECT_MAX_BYTES.min(self.limits.single_copy_max))
     }
 
     /// Checks every SGE against the registry with `need`.

@@ -46,6 +46,11 @@ impl LoopbackEndpoint {
             total,
             direct: self.shared.direct(sges),
         };
+        if start.direct {
+            self.shared
+                .single_copy_posts
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let (pending, job) = build(&start);
         self.shared.add_pending(start.op, pending)?;
         match self.shared.submit(job, false) {

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub(crate) struct Ranked<T> {
     m: Mutex<T>,
     rank: u8,
+    /// Named in the debug builds' lock-order panics.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     name: &'static str,
 }
 
