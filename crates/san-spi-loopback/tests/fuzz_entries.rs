@@ -2,20 +2,10 @@
 //! and hand-made inputs, so that they are known to reach the code they claim to before the
 //! fuzzer runs them for hours.
 
+mod common;
+
+use common::XorShift;
 use san_spi_loopback::fuzzing;
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
 
 /// A record as the entry reads it: opcode (kind), flags, token, key choice, b, payload.
 fn record(kind: u8, flags: u8, key: u8, b: u64, payload: &[u8]) -> Vec<u8> {

@@ -43,21 +43,7 @@ use san_spi_testkit::RegisteredBuf;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::{drain, XorShift};
 
 fn seed() -> u64 {
     std::env::var("SAN_SPI_SEED")
@@ -116,6 +102,41 @@ impl<'t> Victim<'t> {
         [self.ro.addr(), self.guarded.addr() + 4096]
     }
 
+    /// Posts what the victim has outstanding while the attack runs — eight receives, a
+    /// send, an RDMA read it never gets an answer to — into `ledger`.
+    fn post_work(&self, ep: &LoopbackEndpoint, ledger: &mut Ledger) {
+        self.post_receives(ep, ledger, 8);
+        let token = ledger.token();
+        ledger.post(token, ep.post_send(&[self.send.sge(0..1024)], token));
+        let target = RemoteTarget {
+            descriptor: &self.d_rw,
+            offset: 0,
+        };
+        let token = ledger.token();
+        ledger.post(token, ep.rdma_read(&[self.recv.sge(0..512)], target, token));
+    }
+
+    /// Posts `n` more receives.
+    fn post_receives(&self, ep: &LoopbackEndpoint, ledger: &mut Ledger, n: usize) {
+        for _ in 0..n {
+            let token = ledger.token();
+            ledger.post(token, ep.post_recv(&[self.recv.sge(0..8192)], token));
+        }
+    }
+
+    /// Polls until everything in `ledger` completed or 5 s passed (the caller asserts).
+    fn settle(ep: &LoopbackEndpoint, ledger: &mut Ledger) {
+        let mut c = [Completion::default(); 32];
+        let until = Instant::now() + Duration::from_secs(5);
+        while ledger.outstanding() > 0 && Instant::now() < until {
+            let n = ep.poll(&mut c);
+            ledger.absorb(&c[..n]);
+            if n == 0 {
+                ep.wait(Duration::from_millis(5));
+            }
+        }
+    }
+
     /// Nothing outside the writable region was written.
     fn assert_untouched(&self) {
         assert!(self.ro.all(0..4096, 0x11), "read-only region written");
@@ -141,20 +162,6 @@ impl<'t> Victim<'t> {
             b.deregister().unwrap();
         }
     }
-}
-
-/// Drains completions until `expected` arrived or `deadline`; returns them.
-fn drain(ep: &LoopbackEndpoint, expected: usize, deadline: Instant) -> Vec<Completion> {
-    let mut got = Vec::new();
-    let mut c = [Completion::default(); 16];
-    while got.len() < expected && Instant::now() < deadline {
-        let n = ep.poll(&mut c);
-        got.extend_from_slice(&c[..n]);
-        if n == 0 {
-            ep.wait(Duration::from_millis(5));
-        }
-    }
-    got
 }
 
 #[test]
@@ -362,26 +369,8 @@ fn hostile_run(seed: u64) {
         let ep = block_on(listener.accept()).unwrap();
         assert_eq!(ep.peer_copy_mode(), CopyMode::Bounce);
         let mut ledger = Ledger::default();
-        // Work the victim has outstanding while the wrong records arrive: receives it keeps
-        // posted, a send, RDMA it never gets an answer to.
-        let recv = |ledger: &mut Ledger| {
-            let token = ledger.token();
-            ledger.post(token, ep.post_recv(&[victim.recv.sge(0..8192)], token))
-        };
-        for _ in 0..8 {
-            recv(&mut ledger);
-        }
-        let token = ledger.token();
-        ledger.post(token, ep.post_send(&[victim.send.sge(0..1024)], token));
-        let target = RemoteTarget {
-            descriptor: &victim.d_rw,
-            offset: 0,
-        };
-        let token = ledger.token();
-        ledger.post(
-            token,
-            ep.rdma_read(&[victim.recv.sge(0..512)], target, token),
-        );
+        // Work the victim has outstanding while the wrong records arrive.
+        victim.post_work(&ep, &mut ledger);
         ready_tx.send(()).unwrap();
         let mut c = [Completion::default(); 32];
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -391,9 +380,8 @@ fn hostile_run(seed: u64) {
                 "connection {conn}: the attacker never finished"
             );
             let n = ep.poll(&mut c);
-            for _ in 0..ledger.absorb(&c[..n]) {
-                recv(&mut ledger);
-            }
+            let used = ledger.absorb(&c[..n]);
+            victim.post_receives(&ep, &mut ledger, used);
             if let Ok(s) = done_rx.try_recv() {
                 break s;
             }
@@ -403,14 +391,7 @@ fn hostile_run(seed: u64) {
         };
         sent += conn_sent;
         // The attacker is gone: everything posted completes, once, promptly.
-        let until = Instant::now() + Duration::from_secs(5);
-        while ledger.outstanding() > 0 && Instant::now() < until {
-            let n = ep.poll(&mut c);
-            ledger.absorb(&c[..n]);
-            if n == 0 {
-                ep.wait(Duration::from_millis(5));
-            }
-        }
+        Victim::settle(&ep, &mut ledger);
         assert_eq!(
             ledger.outstanding(),
             0,
@@ -759,24 +740,7 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
         // Its RDMA read goes single copy towards the attacker when it claims to serve it:
         // never answered. Receives are posted again as they complete.
         let mut ledger = Ledger::default();
-        let recv = |ledger: &mut Ledger| {
-            let token = ledger.token();
-            ledger.post(token, ep.post_recv(&[victim.recv.sge(0..8192)], token))
-        };
-        for _ in 0..8 {
-            recv(&mut ledger);
-        }
-        let token = ledger.token();
-        ledger.post(token, ep.post_send(&[victim.send.sge(0..1024)], token));
-        let target = RemoteTarget {
-            descriptor: &victim.d_rw,
-            offset: 0,
-        };
-        let token = ledger.token();
-        ledger.post(
-            token,
-            ep.rdma_read(&[victim.recv.sge(0..512)], target, token),
-        );
+        victim.post_work(&ep, &mut ledger);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut c = [Completion::default(); 32];
         while !ep.is_closed() {
@@ -785,21 +749,13 @@ fn hostile_peer_in_another_process_gets_single_copy_and_only_errors() {
                 "SAN_SPI_SEED={seed}: connection {conn} never ended"
             );
             let n = ep.poll(&mut c);
-            for _ in 0..ledger.absorb(&c[..n]) {
-                recv(&mut ledger);
-            }
+            let used = ledger.absorb(&c[..n]);
+            victim.post_receives(&ep, &mut ledger, used);
             if n == 0 {
                 ep.wait(Duration::from_millis(1));
             }
         }
-        let until = Instant::now() + Duration::from_secs(5);
-        while ledger.outstanding() > 0 && Instant::now() < until {
-            let n = ep.poll(&mut c);
-            ledger.absorb(&c[..n]);
-            if n == 0 {
-                ep.wait(Duration::from_millis(5));
-            }
-        }
+        Victim::settle(&ep, &mut ledger);
         assert_eq!(
             ledger.outstanding(),
             0,

@@ -7,9 +7,10 @@
 //! held): a peer that makes everything it holds blocking and dies, and a peer that asks to
 //! be woken for every record and never reads its wake-ups.
 
-use san_spi_core::transport::{
-    block_on, Completion, Endpoint, Listener, MemAccess, PostError, Transport,
-};
+mod common;
+
+use common::drain;
+use san_spi_core::transport::{block_on, Endpoint, Listener, MemAccess, PostError, Transport};
 use san_spi_loopback::fault::{connect_raw, RawPeer, RawProbe};
 use san_spi_loopback::{LoopbackEndpoint, LoopbackTransport};
 use san_spi_testkit::RegisteredBuf;
@@ -61,19 +62,6 @@ fn within<R: Send + 'static>(
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what} did not return within {limit:?}: the victim hangs"))
-}
-
-fn drain(ep: &LoopbackEndpoint, expected: usize, deadline: Instant) -> Vec<Completion> {
-    let mut got = Vec::new();
-    let mut c = [Completion::default(); 16];
-    while got.len() < expected && Instant::now() < deadline {
-        let n = ep.poll(&mut c);
-        got.extend_from_slice(&c[..n]);
-        if n == 0 {
-            ep.wait(Duration::from_millis(5));
-        }
-    }
-    got
 }
 
 /// The first attack: with three receives pending and the victim's progress thread parked,

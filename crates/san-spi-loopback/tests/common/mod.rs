@@ -206,3 +206,42 @@ pub fn forge_key(descriptor: &[u8]) -> Option<Vec<u8>> {
     }
     Some(forged)
 }
+
+/// A seeded xorshift generator (reproducible test input).
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Drains completions until `expected` arrived or `deadline`; returns them.
+pub fn drain(
+    ep: &LoopbackEndpoint,
+    expected: usize,
+    deadline: Instant,
+) -> Vec<san_spi_core::transport::Completion> {
+    use san_spi_core::transport::{Completion, Endpoint};
+    let mut got = Vec::new();
+    let mut c = [Completion::default(); 16];
+    while got.len() < expected && Instant::now() < deadline {
+        let n = ep.poll(&mut c);
+        got.extend_from_slice(&c[..n]);
+        if n == 0 {
+            ep.wait(Duration::from_millis(5));
+        }
+    }
+    got
+}
