@@ -2,7 +2,8 @@
 //! and for `x86_64-pc-windows-gnu` (the provider DLL's target, Windows std from
 //! `libstd-rust-dev-windows`). Target dir: `target/msrv`. It
 //!
-//! 1. builds `san-spi-core` and `san-spi-inproc` (libs) for both targets;
+//! 1. builds `san-spi-core`, `san-spi-inproc` and `san-spi-shim` (libs; the shim's cdylib is
+//!    the provider DLL) for both targets;
 //! 2. builds the tests of `san-spi-inproc` (unit, integration and doc tests, with its
 //!    dev-dependency `san-spi-testkit`) for `x86_64-pc-windows-gnu` and runs them under
 //!    Wine ([`crate::wine`]), failing on any failed test, and prints how many passed.
@@ -125,6 +126,8 @@ pub fn run() -> Result<Vec<String>, String> {
             "san-spi-core",
             "-p",
             "san-spi-inproc",
+            "-p",
+            "san-spi-shim",
             "--lib",
         ];
         if let Some(t) = target {
@@ -132,7 +135,9 @@ pub fn run() -> Result<Vec<String>, String> {
         }
         let label = target.unwrap_or("host");
         util::run(&mut cargo(&args)).map_err(|e| format!("MSRV build ({label}) failed: {e}"))?;
-        println!("msrv: san-spi-core and san-spi-inproc build with rustc {MSRV} for {label}");
+        println!(
+            "msrv: san-spi-core, san-spi-inproc and san-spi-shim (the DLL) build with rustc {MSRV} for {label}"
+        );
     }
 
     let t = Instant::now();
