@@ -10,7 +10,7 @@
 //! 6. `loom` — the loom models of san-spi-core and san-spi-loopback (`--cfg loom`, release,
 //!    own target dir);
 //! 7. `deny` — `cargo deny check` ([`crate::deny`]);
-//! 8. `fuzz` — fuzz smoke run ([`crate::fuzz`]);
+//! 8. `fuzz` — fuzz smoke run: every target from its seeds, 10 s each ([`crate::fuzz`]);
 //! 9. `msrv` — san-spi-core and san-spi-inproc with rustc 1.63, and san-spi-inproc's tests
 //!    for Windows under Wine ([`crate::msrv`], [`crate::wine`]).
 //!

@@ -4,7 +4,7 @@
 //! other tool is installed. Commands:
 //!
 //! - `cargo xtask ci` — everything CI checks, in order (see [`ci`]).
-//! - `cargo xtask fuzz --smoke` / `cargo xtask fuzz <target> [args]` (see [`fuzz`]).
+//! - `cargo xtask fuzz --smoke` / `--long` / `cargo xtask fuzz <target> [args]` (see [`fuzz`]).
 //! - `cargo xtask msrv` — build `san-spi-core` and `san-spi-inproc` with Debian's rustc 1.63,
 //!   and run san-spi-inproc's tests for Windows under Wine (see [`msrv`], [`wine`]).
 //! - `cargo xtask deny` — `cargo deny check`, with the offline advisory-db fallback (see [`deny`]).
@@ -30,8 +30,13 @@ commands:
                         and MSRV build; stops at the first failing step.
                         steps: install fmt clippy test deny fuzz msrv
   fuzz --smoke [--seconds N]
-                        build every fuzz target and run each for N seconds (default 15,
-                        or $SAN_SPI_FUZZ_SECONDS)
+                        build every fuzz target (ASan) and run each for N seconds from its
+                        seeds in fuzz/seeds/ (default 10, or $SAN_SPI_FUZZ_SECONDS)
+  fuzz --long [--seconds N] [--runs N] [--sanitizer S] [TARGET...]
+                        run every target (or those named) one after another until 10^7
+                        executions (--runs) or 900 s (--seconds), built without a
+                        sanitizer unless --sanitizer address; prints executions, exec/s,
+                        cov/ft, corpus size and crashes per target
   fuzz --list           list the fuzz targets
   fuzz <target> [args]  run one fuzz target (args go to `cargo fuzz run`; libFuzzer
                         options after `--`)
@@ -46,7 +51,7 @@ commands:
 environment:
   SAN_SPI_ADVISORY_DB   git mirror of the RustSec advisory-db used when it cannot be fetched
                         (default ../shared/data/advisory-db.bundle beside the repository)
-  SAN_SPI_FUZZ_SECONDS  seconds per target for `fuzz --smoke`
+  SAN_SPI_FUZZ_SECONDS  seconds per target for `fuzz --smoke` (and the CI fuzz step)
   SAN_SPI_WINE_TIMEOUT_SECS
                         seconds one Windows test binary may run under Wine (default 300)
 ";
