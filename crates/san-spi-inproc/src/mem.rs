@@ -248,11 +248,12 @@ unsafe fn copy_runs(
             continue;
         }
         let n = dl.min(sl);
-        // SAFETY: `s..s + n` lies within the current source run and `d..d + n` within the
+        // `s..s + n` lies within the current source run and `d..d + n` within the
         // current destination run (n is at most what remains of each), which the caller
         // guarantees valid for reads and writes and free of references and concurrent
         // writers for the whole call. `ptr::copy` allows the two to overlap. No reference
         // is formed: only raw pointers, made from the addresses the application gave.
+        // SAFETY: within both runs, which the caller's contract makes valid (see above).
         unsafe { core::ptr::copy(s as *const u8, d as *mut u8, n) };
         (d, dl, s, sl, copied) = (d + n as u64, dl - n, s + n as u64, sl - n, copied + n);
     }
@@ -278,7 +279,7 @@ pub(crate) fn copy_message(
     with_both(dst_dom, src_dom, |dr, sr| {
         sr.all(src, MemAccess::READ).map_err(|_| Bad::Src)?;
         dr.all(dst, MemAccess::WRITE).map_err(|_| Bad::Dst)?;
-        // SAFETY: bounds — every SGE of both lists was just found inside a live
+        // Bounds — every SGE of both lists was just found inside a live
         // registration (`all`), with READ for the source and WRITE for the destination,
         // and `copy_runs` stays within the SGEs. Lifetime and concurrency — both domains'
         // locks are held until the copy returns, so neither registration can be
@@ -287,6 +288,7 @@ pub(crate) fn copy_message(
         // runs concurrently. Aliasing — by (P2) the application neither writes the source
         // nor touches the destination while the operations are posted, and this crate
         // holds no reference to registered memory; overlap between the two is allowed.
+        // SAFETY: bounds, lifetime and aliasing as argued just above ((P1), (P2)).
         Ok(unsafe { copy_runs(runs(dst), runs(src)) })
     })
 }
@@ -312,7 +314,7 @@ pub(crate) fn rdma(
         let at = remote.region(rr, d, offset, len, need_remote);
         let region = std::iter::once((at.ok_or(WsaError::Fault)?, len));
         let copied = if write {
-            // SAFETY: bounds — `region` is `offset..offset + len` of a live registration
+            // Bounds — `region` is `offset..offset + len` of a live registration
             // of the peer's domain that the descriptor names exactly and whose rights
             // allow WRITE (`region`), and the local SGEs are inside live registrations
             // with READ (`all`). Lifetime and concurrency — both domains' locks are held
@@ -321,6 +323,7 @@ pub(crate) fn rdma(
             // serialised by the same locks. Aliasing — (P2): the peer exported the region
             // with WRITE rights, so it does not use it in a way a write conflicts with,
             // and the local source is not written by its owner while the write is posted.
+            // SAFETY: bounds, lifetime and aliasing as argued just above ((P1), (P2)).
             unsafe { copy_runs(region, runs(sges)) }
         } else {
             // SAFETY: as for the write above, with the roles exchanged: the peer's region
@@ -374,12 +377,13 @@ impl Ring {
             .map_err(|_| WsaError::Fault)?;
         assert!(len <= self.free(), "staging overflow");
         let ring = self.runs(self.used, len);
-        // SAFETY: bounds — the ring runs are `len` free bytes of `self.buf` (len ≤ free, so
+        // Bounds — the ring runs are `len` free bytes of `self.buf` (len ≤ free, so
         // they end inside it), and the SGEs are inside live registrations with READ. The
         // ring is this crate's own heap memory, reached through `&mut self`, so no one
         // else accesses it. Lifetime and concurrency — `dom`'s lock is held across the
         // copy, so the registrations stay live and, by (P1), mapped; aliasing — by (P2)
         // the sender does not write its source while the send is posted.
+        // SAFETY: bounds, lifetime and aliasing as argued just above ((P1), (P2)).
         let copied = unsafe { copy_runs(ring, runs(src)) };
         self.used += copied;
         Ok(copied)
@@ -397,11 +401,12 @@ impl Ring {
         regs.all(dst, MemAccess::WRITE)
             .map_err(|_| WsaError::Fault)?;
         let ring = self.runs(0, len.min(self.used));
-        // SAFETY: bounds — the ring runs are the oldest `len` staged bytes, inside
+        // Bounds — the ring runs are the oldest `len` staged bytes, inside
         // `self.buf`; the SGEs are inside live registrations with WRITE. The ring is ours
         // alone (`&mut self`). Lifetime and concurrency — `dom`'s lock is held, so the
         // registrations stay live and, by (P1), mapped; aliasing — by (P2) the receiver
         // does not touch its buffer while the receive is posted.
+        // SAFETY: bounds, lifetime and aliasing as argued just above ((P1), (P2)).
         let copied = unsafe { copy_runs(runs(dst), ring) };
         self.discard(len);
         Ok(copied)

@@ -76,11 +76,13 @@ impl<'t> Victim<'t> {
         let guarded = reg(3 * 4096, 0x99, MemAccess::READ);
         let recv = reg(8192, 0, MemAccess::WRITE);
         let send = reg(1024, 0x42, MemAccess::READ);
-        // SAFETY: the middle page lies inside `guarded`, which the `Victim` owns and frees
-        // only after `deregister` (or its drop) has deregistered this registration, once
-        // the connections using it are closed; the bytes are reached only by copy.
-        let rw =
-            unsafe { t.register(guarded.as_ptr().add(4096), 4096, MemAccess::READ_WRITE) }.unwrap();
+        let rw = {
+            // SAFETY: the middle page lies inside `guarded`, which the `Victim` owns and frees
+            // only after `deregister` (or its drop) has deregistered this registration, once
+            // the connections using it are closed; the bytes are reached only by copy.
+            unsafe { t.register(guarded.as_ptr().add(4096), 4096, MemAccess::READ_WRITE) }
+        }
+        .unwrap();
         let d_ro: [u8; 32] = ro.descriptor().unwrap()[..].try_into().unwrap();
         let mut d_rw = [0u8; 32];
         t.export(rw, &mut d_rw).unwrap();

@@ -92,10 +92,11 @@ where
         access: MemAccess,
     ) -> Result<RegisteredBuf<R>, WsaError> {
         Self::register(mem, len, fill, |mem, ptr| {
-            // SAFETY: `ptr..ptr + len` is this value's own allocation: it stays mapped
+            // `ptr..ptr + len` is this value's own allocation: it stays mapped
             // until `drop`, which deregisters first; the program reaches it only by raw
             // copies (never a reference), so the transport's accesses break no aliasing
             // assumption. When to look is the caller's discipline (see the module docs).
+            // SAFETY: our own allocation, alive until `drop` deregisters it; reached only by copy.
             unsafe { mem.register(ptr, len, access) }
         })
     }
@@ -196,10 +197,11 @@ where
     pub fn read(&self, offset: usize, out: &mut [u8]) {
         let end = offset.checked_add(out.len()).expect("range overflows");
         self.check(&(offset..end));
-        // SAFETY: `offset..end` is inside the allocation (checked above), which lives as
+        // `offset..end` is inside the allocation (checked above), which lives as
         // long as `self`; `out` is the caller's own memory, distinct from ours (it is a
         // `&mut`, which cannot point into bytes we never lend out). Raw copy, no reference
         // to our bytes is formed.
+        // SAFETY: in bounds (checked), distinct from `out`; a raw copy, no reference formed.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.ptr.as_ptr().add(offset),
@@ -303,11 +305,12 @@ where
         if let Some(h) = self.handle.take() {
             let _ = self.mem.deregister(h);
         }
-        // SAFETY: `ptr` came from `std::alloc::alloc(layout(len))` in `allocate` and is
+        // `ptr` came from `std::alloc::alloc(layout(len))` in `allocate` and is
         // freed only here, once. The registration is gone, so the transport no longer
         // addresses the bytes through it; operations still in flight on it are the
         // caller's to have completed first (the registration contract), as with any memory
         // a program frees.
+        // SAFETY: allocated in `allocate` with this layout, freed once, after deregistering.
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout(self.len)) }
     }
 }
