@@ -59,40 +59,87 @@ impl Input<'_> {
     }
 }
 
-/// Feeds the records `input` describes to a fresh endpoint and lets it consume them; returns
+/// Feeds the records `input` describes to a fresh endpoint (on this thread's shared memory,
+/// zeroed first) and lets it consume them; returns
 /// how many it consumed. The endpoint has two registrations of its own (read-only and
 /// read-write, whose keys the input may name by index) and receives posted, as a victim
 /// under attack would; there is no progress thread (this thread consumes) and no peer
 /// process (the input is the peer).
 pub fn records(input: &[u8]) -> u64 {
-    const CAPACITY: usize = 64 << 10;
+    STAGE.with(|stage| records_on(stage, input))
+}
+
+const CAPACITY: usize = 64 << 10;
+
+/// What every input reuses: the shared memory, the registry with the victim's two
+/// registrations and the descriptors, made once per thread (fresh ones per input cost most
+/// of a run in system calls). Each input starts from zeroed rings, so inputs stay
+/// independent of one another.
+struct Stage {
+    _fd: std::os::fd::OwnedFd,
+    map: Arc<sys::Mapping>,
+    registry: Arc<Registry>,
+    /// The registered bytes: reached only by the transport.
+    memory: Box<[u8]>,
+    keys: [san_spi_core::transport::MemoryHandle; 2],
+    efd: std::os::fd::OwnedFd,
+    socket: std::os::unix::net::UnixStream,
+    _peer_socket: std::os::unix::net::UnixStream,
+}
+
+thread_local! {
+    static STAGE: Stage = Stage::new();
+}
+
+impl Stage {
+    fn new() -> Stage {
+        let ring_len = ring::ring_bytes(CAPACITY);
+        let fd = sys::memfd("san-spi-fuzz", 2 * ring_len).expect("memfd");
+        let map = Arc::new(sys::Mapping::new(&fd, 2 * ring_len).expect("mmap"));
+        let registry = Arc::new(Registry::new());
+        let mut memory = vec![0u8; 2 * 4096].into_boxed_slice();
+        let base = memory.as_mut_ptr() as u64;
+        let keys = [
+            registry
+                .register(base, 4096, MemAccess::READ)
+                .expect("register"),
+            registry
+                .register(base + 4096, 4096, MemAccess::READ_WRITE)
+                .expect("register"),
+        ];
+        let (socket, peer_socket) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        Stage {
+            _fd: fd,
+            map,
+            registry,
+            memory,
+            keys,
+            efd: sys::eventfd().expect("eventfd"),
+            socket,
+            _peer_socket: peer_socket,
+        }
+    }
+}
+
+fn records_on(stage: &Stage, input: &[u8]) -> u64 {
     let ring_len = ring::ring_bytes(CAPACITY);
-    let fd = sys::memfd("san-spi-fuzz", 2 * ring_len).expect("memfd");
-    let map = Arc::new(sys::Mapping::new(&fd, 2 * ring_len).expect("mmap"));
-    ring::init(&map, 0, CAPACITY).expect("ring");
-    ring::init(&map, ring_len, CAPACITY).expect("ring");
-    let registry = Arc::new(Registry::new());
-    // Memory the endpoint registers: plain heap bytes, reached only by the transport.
-    let mut memory = vec![0u8; 2 * 4096].into_boxed_slice();
-    let base = memory.as_mut_ptr() as u64;
-    let keys = [
-        registry
-            .register(base, 4096, MemAccess::READ)
-            .expect("register"),
-        registry
-            .register(base + 4096, 4096, MemAccess::READ_WRITE)
-            .expect("register"),
-    ];
+    let map = &stage.map;
+    // SAFETY: the whole mapping, which this thread's stage owns; no endpoint uses it now
+    // (the previous input's was closed and dropped).
+    unsafe { std::ptr::write_bytes(map.ptr(), 0, map.len()) };
+    ring::init(map, 0, CAPACITY).expect("ring");
+    ring::init(map, ring_len, CAPACITY).expect("ring");
+    let keys = stage.keys;
+    let base = stage.memory.as_ptr() as u64;
     // The victim is the acceptor: it produces into the second ring and consumes the first.
     let producer = ring::Producer::new(map.clone(), ring_len, CAPACITY).expect("ring");
     let consumer = ring::Consumer::new(map.clone(), 0, CAPACITY).expect("ring");
-    let (socket, _peer_socket) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let ep = LoopbackEndpoint::unstarted(Shared::new(
-        registry.clone(),
+        stage.registry.clone(),
         Limits::default(),
         (producer, consumer),
-        sys::eventfd().expect("eventfd"),
-        socket,
+        stage.efd.try_clone().expect("dup"),
+        stage.socket.try_clone().expect("dup"),
         Directions {
             out: false,
             peer: None,
@@ -167,8 +214,5 @@ pub fn records(input: &[u8]) -> u64 {
     let _ = ep.poll(&mut cs);
     let n = ep.records_received();
     ep.close();
-    drop(ep);
-    drop(registry);
-    drop(memory);
     n
 }
