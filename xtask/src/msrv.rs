@@ -149,14 +149,17 @@ pub fn run() -> Result<Vec<String>, String> {
         );
     }
     let t = Instant::now();
-    let (ok, out, err) = util::run_tee(&mut cargo(&[
+    wine::keep_server()?;
+    let run = util::run_tee(&mut cargo(&[
         "test",
         "-p",
         "san-spi-inproc",
         "--target",
         WINDOWS_TARGET,
         "--no-fail-fast",
-    ]))?;
+    ]));
+    wine::stop_server();
+    let (ok, out, err) = run?;
     let counts = count_tests(&out);
     let line = format!(
         "msrv: {} tests passed under Wine ({} failed, {} ignored, {} test runs: unit, \

@@ -59,6 +59,9 @@ pub fn runner_value(exe: &Path) -> Result<String, String> {
 
 /// `wine64` with the environment of every Wine process of ours (no `DISPLAY`: nothing
 /// here opens a window).
+/// The Wine server of Debian's `wine64`.
+const WINESERVER: &str = "/usr/lib/wine/wineserver";
+
 fn wine_cmd(prefix: &Path) -> Command {
     let mut cmd = Command::new(WINE64);
     cmd.env("WINEPREFIX", prefix)
@@ -66,6 +69,30 @@ fn wine_cmd(prefix: &Path) -> Command {
         .env("RUST_BACKTRACE", "0")
         .env_remove("DISPLAY");
     cmd
+}
+
+/// Keeps the prefix's wineserver running (`wineserver -p`) until [`stop_server`]: one
+/// server for all the test binaries, so that no binary starts while the previous one's
+/// server is shutting down (which fails it with "wine client error: … Connection reset by
+/// peer").
+pub fn keep_server() -> Result<(), String> {
+    let mut cmd = Command::new(WINESERVER);
+    cmd.args(["-f", "-p"])
+        .env("WINEPREFIX", prefix_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    // In the foreground (`-f`) as our child, ended by `stop_server`.
+    cmd.spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start `{}`: {e}", util::show(&cmd)))
+}
+
+/// Ends the prefix's wineserver (`wineserver -k`); errors are ignored (it may be gone).
+pub fn stop_server() {
+    let _ = Command::new(WINESERVER)
+        .arg("-k")
+        .env("WINEPREFIX", prefix_dir())
+        .status();
 }
 
 /// Creates the private prefix unless it is ready. Several runners may start at once
