@@ -149,7 +149,6 @@ pub fn run() -> Result<Vec<String>, String> {
         );
     }
     let t = Instant::now();
-    wine::keep_server()?;
     let run = util::run_tee(&mut cargo(&[
         "test",
         "-p",
@@ -158,7 +157,6 @@ pub fn run() -> Result<Vec<String>, String> {
         WINDOWS_TARGET,
         "--no-fail-fast",
     ]));
-    wine::stop_server();
     let (ok, out, err) = run?;
     let counts = count_tests(&out);
     let line = format!(

@@ -12,6 +12,8 @@
 //! - sets `RUST_BACKTRACE=0` (with backtraces on, a 1.63-built test binary that panics
 //!   crashes inside Wine's dbghelp), `WINEDEBUG=-all` and a private `WINEPREFIX`,
 //!   `target/msrv/wineprefix`, created on first use (about 5 s, see [`ensure_prefix`]);
+//! - waits until the prefix's previous wineserver has exited (`wineserver -w`, see
+//!   [`wait_for_server_exit`]);
 //! - runs `wine64 <exe> <args...>` and exits with its exit code (a failing test binary
 //!   exits 101, as on the host), or 124 after [`TIMEOUT_ENV`] seconds (default
 //!   [`DEFAULT_TIMEOUT_SECS`]) so that a test hanging under Wine fails the step instead
@@ -57,11 +59,11 @@ pub fn runner_value(exe: &Path) -> Result<String, String> {
     Ok(format!("{s} {RUNNER_ARG}"))
 }
 
-/// `wine64` with the environment of every Wine process of ours (no `DISPLAY`: nothing
-/// here opens a window).
 /// The Wine server of Debian's `wine64`.
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 
+/// `wine64` with the environment of every Wine process of ours (no `DISPLAY`: nothing
+/// here opens a window).
 fn wine_cmd(prefix: &Path) -> Command {
     let mut cmd = Command::new(WINE64);
     cmd.env("WINEPREFIX", prefix)
@@ -71,28 +73,25 @@ fn wine_cmd(prefix: &Path) -> Command {
     cmd
 }
 
-/// Keeps the prefix's wineserver running (`wineserver -p`) until [`stop_server`]: one
-/// server for all the test binaries, so that no binary starts while the previous one's
-/// server is shutting down (which fails it with "wine client error: … Connection reset by
-/// peer").
-pub fn keep_server() -> Result<(), String> {
+/// Waits until no wineserver of the prefix runs (`wineserver -w`; at once when none
+/// does). A test binary started while the previous binary's server is shutting down
+/// connects to the dying server and fails with "wine client error: … Connection reset by
+/// peer"; waiting first makes it start its own. (A server kept alive for the whole step
+/// instead also keeps Wine's helper processes alive, and they hold cargo's output pipe
+/// open, so the step never sees the end of cargo's output.)
+fn wait_for_server_exit() -> Result<(), String> {
     let mut cmd = Command::new(WINESERVER);
-    cmd.args(["-f", "-p"])
+    cmd.arg("-w")
         .env("WINEPREFIX", prefix_dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-    // In the foreground (`-f`) as our child, ended by `stop_server`.
-    cmd.spawn()
-        .map(drop)
-        .map_err(|e| format!("cannot start `{}`: {e}", util::show(&cmd)))
-}
-
-/// Ends the prefix's wineserver (`wineserver -k`); errors are ignored (it may be gone).
-pub fn stop_server() {
-    let _ = Command::new(WINESERVER)
-        .arg("-k")
-        .env("WINEPREFIX", prefix_dir())
-        .status();
+        .stdin(std::process::Stdio::null());
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", util::show(&cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` exited with {status}", util::show(&cmd)))
+    }
 }
 
 /// Creates the private prefix unless it is ready. Several runners may start at once
@@ -171,6 +170,7 @@ fn run_under_wine(args: &[OsString]) -> Result<ExitCode, String> {
         .ok_or("no test program given (usage: xtask --wine-runner <exe> [args...])")?;
     let exe = windows_exe(Path::new(program));
     ensure_prefix()?;
+    wait_for_server_exit()?;
     let timeout = match std::env::var(TIMEOUT_ENV) {
         Ok(s) => s
             .parse::<u64>()
