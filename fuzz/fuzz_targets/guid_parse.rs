@@ -9,9 +9,10 @@
 //!   only for a function name, a `WSAID_*` name or the GUID text of one of the seven; the
 //!   error carries the trimmed text.
 //! - Round trips: one of the seven chosen by the input, as its name, `WSAID_*` name and GUID
-//!   text (hyphenated, simple, braced, URN) with the case of each letter and the blanks
+//!   text (hyphenated, braced) with the case of each letter and the blanks
 //!   around it taken from the input, parses back to itself; so does the GUID text of the
-//!   16 input bytes whenever they name one of the seven.
+//!   16 input bytes whenever they name one of the seven; its simple, URN and doubly braced
+//!   spellings are refused.
 //!
 //! Input: the bytes as a GUID (and all of them as text); byte 0 picks a function, the
 //! following bytes a case mask and the surrounding blanks.
@@ -68,8 +69,13 @@ fn check_text(text: &str) {
         Ok(f) => {
             let t = text.trim();
             let by_name = f.name().eq_ignore_ascii_case(t) || f.guid_name().eq_ignore_ascii_case(t);
-            let by_guid = Uuid::parse_str(t.trim_start_matches('{').trim_end_matches('}'))
-                .is_ok_and(|g| g == f.guid());
+            // The registry form only: hyphenated, bare or in one pair of braces.
+            let bare = t
+                .strip_prefix('{')
+                .map_or(Some(t), |rest| rest.strip_suffix('}'));
+            let by_guid = bare.is_some_and(|b| {
+                b.len() == 36 && Uuid::parse_str(b).is_ok_and(|g| g == f.guid())
+            });
             assert!(by_name || by_guid, "{text:?} parsed as {f:?}");
             assert_eq!(f.to_string(), f.name());
         }
@@ -117,23 +123,27 @@ fn check_round_trips(data: &[u8]) {
         f.name().to_owned(),
         f.guid_name().to_owned(),
         g.hyphenated().to_string(),
-        g.simple().to_string(),
         g.braced().to_string(),
-        g.urn().to_string(),
         f.to_string(),
     ];
     for (i, text) in texts.iter().enumerate() {
-        // A URN's prefix is case-sensitive in `uuid`: keep it, recase the rest.
-        let text = match text.strip_prefix("urn:uuid:") {
-            Some(tail) => format!("urn:uuid:{}", recase(tail, mask)),
-            None => recase(text, mask),
-        };
+        let text = recase(text, mask);
         let padded = format!(
             "{}{text}{}",
             blanks(around.wrapping_add(i as u8)),
             blanks(around >> 4)
         );
         assert_eq!(padded.parse::<ExtensionFunction>(), Ok(f), "{padded:?}");
+    }
+    // Other spellings of the same GUID are refused.
+    for other in [
+        g.simple().to_string(),
+        g.urn().to_string(),
+        format!("{{{}", g.braced()),
+        format!("{}}}", g.braced()),
+        format!("{{{}", g.hyphenated()),
+    ] {
+        assert!(other.parse::<ExtensionFunction>().is_err(), "{other:?}");
     }
     assert_eq!(
         ExtensionFunction::from_windows_bytes(&f.windows_bytes()),

@@ -220,7 +220,16 @@ impl FromStr for ExtensionFunction {
             .find(|f| f.name().eq_ignore_ascii_case(s) || f.guid_name().eq_ignore_ascii_case(s));
         by_name
             .or_else(|| {
-                Uuid::parse_str(s.trim_start_matches('{').trim_end_matches('}'))
+                // Registry form only: the 36-character hyphenated text, bare or in one
+                // pair of braces (no `{{…`, no URN, no unhyphenated form).
+                let bare = match s.strip_prefix('{') {
+                    Some(rest) => rest.strip_suffix('}')?,
+                    None => s,
+                };
+                if bare.len() != 36 {
+                    return None;
+                }
+                Uuid::parse_str(bare)
                     .ok()
                     .and_then(|g| ExtensionFunction::from_guid(&g))
             })
@@ -313,5 +322,28 @@ mod tests {
             ExtensionFunction::from_windows_bytes(&longer),
             Ok(ExtensionFunction::RdmaRead)
         );
+    }
+
+    /// R-EXT-3: GUID text is the registry form only, bare or in one pair of braces.
+    #[test]
+    fn r_ext_3_guid_text_is_the_registry_form_only() {
+        let f = ExtensionFunction::RdmaWrite;
+        let g = f.guid();
+        for ok in [g.hyphenated().to_string(), g.braced().to_string()] {
+            assert_eq!(ok.parse::<ExtensionFunction>(), Ok(f), "{ok}");
+            let upper = ok.to_ascii_uppercase();
+            assert_eq!(upper.parse::<ExtensionFunction>(), Ok(f), "{upper}");
+        }
+        for bad in [
+            g.simple().to_string(),
+            g.urn().to_string(),
+            format!("{{{}", g.braced()),
+            format!("{}}}", g.braced()),
+            format!("{{{}", g.hyphenated()),
+            format!("{}}}", g.hyphenated()),
+            String::from("{}"),
+        ] {
+            assert!(bad.parse::<ExtensionFunction>().is_err(), "{bad}");
+        }
     }
 }

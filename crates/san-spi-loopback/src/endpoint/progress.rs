@@ -62,6 +62,9 @@ impl Shared {
         }
     }
 
+    /// Polls without work before the progress thread parks.
+    const SPIN_POLLS: u32 = 2000;
+
     pub(super) fn progress_loop(self: Arc<Self>) {
         let mut idle = 0u32;
         while !self.stop.load(Ordering::Acquire) {
@@ -104,8 +107,8 @@ impl Shared {
                 continue;
             }
             self.poller_mode.store(false, Ordering::Relaxed);
-            idle += 1;
-            if idle < 2000 {
+            idle = idle.saturating_add(1);
+            if idle < Self::SPIN_POLLS {
                 std::hint::spin_loop();
                 continue;
             }
@@ -122,6 +125,12 @@ impl Shared {
                 sys::eventfd_drain(self.my_efd.as_raw_fd());
                 if r.hangup && !self.stop.load(Ordering::Acquire) {
                     self.on_hangup();
+                }
+                if !r.event {
+                    // A timeout with nothing new: check once more and park again, without
+                    // another spin (an idle connection wakes 20 times a second; spinning
+                    // each time cost it ~8 % of a core).
+                    continue;
                 }
             }
             idle = 0;
