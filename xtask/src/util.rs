@@ -80,6 +80,12 @@ fn quote(s: &OsStr) -> String {
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     println!("$ {}", show(cmd));
     flush();
+    run_unannounced(cmd)
+}
+
+/// [`run`] without printing the command line first (for commands run inside another
+/// command's output, such as the Wine runner's).
+pub fn run_unannounced(cmd: &mut Command) -> Result<(), String> {
     let status = cmd
         .status()
         .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;

@@ -84,14 +84,7 @@ fn wait_for_server_exit() -> Result<(), String> {
     cmd.arg("-w")
         .env("WINEPREFIX", prefix_dir())
         .stdin(std::process::Stdio::null());
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start `{}`: {e}", util::show(&cmd)))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` exited with {status}", util::show(&cmd)))
-    }
+    util::run_unannounced(&mut cmd)
 }
 
 /// Creates the private prefix unless it is ready. Several runners may start at once
